@@ -1,0 +1,59 @@
+"""Paths, pins and defaults, in one place, read once from the environment.
+
+Every other module asks `load()` instead of reading environment variables itself, so a
+test can point the whole appliance at a temporary home by setting MKBENCH_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The MNN release the judge is pinned to (see mnn/pin.toml for the source of truth).
+MNN_TAG = "3.6.1"
+MNN_COMMIT = "d407447ed56c4121a11ccbd266dc184ca1ead0c2"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where mkbench keeps its data and where it finds its inputs."""
+
+    home: Path  # MKBENCH_HOME: database, builds, models, caches
+    tasks_dir: Path  # the task spec files (the repo's tasks/ folder)
+    mnn_src: Path | None  # MKBENCH_MNN_SRC: the pinned MNN tree (dir or tarball)
+    ndk_home: Path | None  # ANDROID_NDK_HOME: preferred arm64 toolchain when set
+    models_dir: Path  # MKBENCH_MODELS: GGUF files and their registry
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "mkbench.sqlite"
+
+    @property
+    def builds_dir(self) -> Path:
+        return self.home / "builds"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+def _optional_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
+
+
+def load() -> Settings:
+    """Read the settings from the environment (cheap; call where needed)."""
+    home = _optional_path("MKBENCH_HOME") or Path(platformdirs.user_data_dir("mkbench"))
+    return Settings(
+        home=home,
+        tasks_dir=_optional_path("MKBENCH_TASKS") or REPO_ROOT / "tasks",
+        mnn_src=_optional_path("MKBENCH_MNN_SRC"),
+        ndk_home=_optional_path("ANDROID_NDK_HOME"),
+        models_dir=_optional_path("MKBENCH_MODELS") or home / "models",
+    )

@@ -1,0 +1,198 @@
+"""The results store: one SQLite file, the interface between every stage.
+
+Rows are written inside transactions, so a killed process leaves either a whole row or
+none. The schema is versioned with SQLite's `user_version`; `MIGRATIONS[i]` upgrades a
+database from version i to i+1, and opening a database applies what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+
+# Each entry is the SQL that takes the schema one version forward. Never edit a released
+# entry: append a new one.
+MIGRATIONS: list[str] = [
+    # v1: the first schema.
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        status TEXT NOT NULL,               -- running | finished | interrupted
+        mkbench_version TEXT NOT NULL,
+        mnn_commit TEXT,
+        suite_hash TEXT,
+        config TEXT NOT NULL                -- JSON: selection, generators, model, sampling
+    );
+    CREATE TABLE devices (
+        id TEXT PRIMARY KEY,                -- sha256 of the fingerprint
+        serial TEXT NOT NULL,
+        emulated INTEGER NOT NULL,
+        abi TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,          -- JSON
+        first_seen REAL NOT NULL
+    );
+    CREATE TABLE builds (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        target TEXT NOT NULL,               -- host | arm64
+        what TEXT NOT NULL,                 -- native | candidate | converter
+        cache_key TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        seconds REAL NOT NULL,
+        log TEXT NOT NULL
+    );
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        run_id TEXT,
+        task TEXT NOT NULL,
+        task_sha256 TEXT NOT NULL,
+        kind TEXT NOT NULL,                 -- cpu-execution | geometry | composite
+        device_id TEXT NOT NULL,
+        candidate_sha256 TEXT NOT NULL,
+        candidate TEXT NOT NULL,            -- the C++ source as judged
+        verdict TEXT NOT NULL,              -- see judge.verdict.VERDICTS
+        reason TEXT NOT NULL,               -- one line
+        build_id INTEGER,
+        compiler_output TEXT,
+        max_abs_error REAL,
+        max_rel_error REAL,
+        native_median_ms REAL,
+        candidate_median_ms REAL,
+        speedup REAL,
+        speedup_low REAL,
+        speedup_high REAL,
+        timing_reportable INTEGER NOT NULL, -- 0 under emulation
+        served_by TEXT,                     -- JSON: which execution served each op
+        judge_settings TEXT NOT NULL,       -- JSON: threads, precision, hints
+        stage_seconds TEXT NOT NULL,        -- JSON: build / deploy / run / compare
+        flags TEXT NOT NULL                 -- JSON list: review flags (implausible speedup, ...)
+    );
+    CREATE INDEX evaluations_task ON evaluations(task);
+    CREATE TABLE measurements (
+        id INTEGER PRIMARY KEY,
+        evaluation_id INTEGER NOT NULL REFERENCES evaluations(id),
+        side TEXT NOT NULL,                 -- native | candidate
+        round INTEGER NOT NULL,
+        input_shapes TEXT NOT NULL,         -- JSON
+        iterations INTEGER NOT NULL,
+        median_ms REAL NOT NULL,
+        times_ms TEXT NOT NULL,             -- JSON list, per iteration
+        device_state TEXT                   -- JSON: frequency / temperature before and after
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        run_id TEXT NOT NULL,
+        task TEXT NOT NULL,
+        generator TEXT NOT NULL,            -- one-shot | pass@k | moka
+        mode TEXT NOT NULL,                 -- whole-file | scaffolded
+        device_id TEXT NOT NULL,
+        best_evaluation_id INTEGER,
+        status TEXT NOT NULL,               -- finished | failed
+        summary TEXT NOT NULL               -- JSON
+    );
+    CREATE TABLE steps (
+        id INTEGER PRIMARY KEY,
+        attempt_id INTEGER NOT NULL REFERENCES attempts(id),
+        position INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL               -- JSON: prompt, answer, tool calls, verdict
+    );
+    CREATE TABLE llm_calls (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        attempt_id INTEGER,
+        role TEXT,
+        backend TEXT NOT NULL,
+        model TEXT NOT NULL,
+        model_sha256 TEXT,
+        seed INTEGER,
+        temperature REAL,
+        max_tokens INTEGER,
+        prompt TEXT NOT NULL,               -- JSON list of messages
+        completion TEXT NOT NULL,
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        wall_seconds REAL NOT NULL,
+        tokens_per_second REAL
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def open_db(path: Path) -> sqlite_utils.Database:
+    """Open (creating if needed) the results database and bring its schema up to date."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db.conn.execute("PRAGMA busy_timeout = 30000")
+    db.enable_wal()
+    db.conn.execute("PRAGMA foreign_keys = ON")
+    migrate(db)
+    return db
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return db.conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply every migration the database lacks, each in its own transaction."""
+    version = schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema v{version} is newer than this mkbench (v{SCHEMA_VERSION}): upgrade mkbench"
+        )
+    for target in range(version, SCHEMA_VERSION):
+        with transaction(db):
+            for statement in _split_sql(MIGRATIONS[target]):
+                db.conn.execute(statement)
+            db.conn.execute(f"PRAGMA user_version = {target + 1}")
+    return schema_version(db)
+
+
+def _split_sql(script: str) -> list[str]:
+    # executescript() would commit behind our back; run the statements one by one instead.
+    return [s.strip() for s in script.split(";") if s.strip() and not _only_comments(s)]
+
+
+def _only_comments(statement: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """All-or-nothing writes: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
+    """Insert one row atomically; dict/list values are stored as JSON. Returns its rowid."""
+    encoded = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+    if table in _TABLES_WITH_CREATED_AT:
+        encoded.setdefault("created_at", time.time())
+    with transaction(db):
+        cursor = db.conn.execute(
+            f"INSERT INTO [{table}] ({', '.join(f'[{k}]' for k in encoded)}) "
+            f"VALUES ({', '.join('?' for _ in encoded)})",
+            list(encoded.values()),
+        )
+    return cursor.lastrowid
+
+
+_TABLES_WITH_CREATED_AT = {"runs", "builds", "evaluations", "attempts", "llm_calls"}
