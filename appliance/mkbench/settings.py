@@ -19,6 +19,16 @@ MNN_TAG = "3.6.1"
 MNN_COMMIT = "d407447ed56c4121a11ccbd266dc184ca1ead0c2"
 
 
+# MNN runtime hints the judge sets, the same for native and candidate, and records with
+# every verdict. WINOGRAD_MEMORY_LEVEL=0: at MNN's default level 3x3 convolutions deviate
+# from ONNX by up to 2e-3 (MNN-NOTES); at 0 they agree to ~1e-6.
+JUDGE_HINTS = {"WINOGRAD_MEMORY_LEVEL": 0}
+# Interpreter::HintMode values in MNN 3.6.1's include/MNN/Interpreter.hpp.
+MNN_HINT_IDS = {"WINOGRAD_MEMORY_LEVEL": 3, "GEOMETRY_COMPUTE_MASK": 4}
+JUDGE_PRECISION = "high"  # fp32 everywhere; Low would hand fp16 tensors to kernels on ARM
+JUDGE_THREADS = 1
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where mkbench keeps its data and where it finds its inputs."""

@@ -228,3 +228,44 @@ def suite_hash(tasks: list[Task]) -> str:
     for task in sorted(tasks, key=lambda t: t.name):
         digest.update(f"{task.name}:{task.sha256}\n".encode())
     return digest.hexdigest()
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str) and "\n" in value and "'''" not in value:
+        return "'''\n" + value + "'''"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def write_section(path: Path, section: str, values: dict) -> None:
+    """Replace (or add) one top-level [section] of a spec file, keeping the rest as is.
+
+    Used to record what validation found ([mnn], [status]); the hand-written parts of the
+    file are untouched, and [torch] (a long multi-line module) stays last.
+    """
+    blocks: list[tuple[str, list[str]]] = [("", [])]  # (top-level table name, lines)
+    in_multiline = False
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not in_multiline and stripped.startswith("[") and not stripped.startswith("[["):
+            blocks.append((stripped.strip("[]"), [line]))
+        elif not in_multiline and stripped.startswith("[["):
+            blocks.append(("", [line]))
+        else:
+            blocks[-1][1].append(line)
+        if line.count('"""') % 2 == 1:
+            in_multiline = not in_multiline
+    body = [f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+    kept = [b for b in blocks if b[0] not in (section, "torch")]
+    torch = [b for b in blocks if b[0] == "torch"]
+    parts = ["\n".join(lines).strip("\n") for _, lines in kept + [(section, body)] + torch]
+    path.write_text("\n\n".join(p for p in parts if p) + "\n")

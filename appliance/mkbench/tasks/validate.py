@@ -1,0 +1,226 @@
+"""`mkbench tasks validate`: is every task fit to judge someone else's kernel?
+
+For each task: the ONNX model builds and passes onnx's checker with the declared output
+shapes; the reference (onnx's ReferenceEvaluator) is finite and not degenerate (it varies
+with the inputs, and neither an all-zeros nor a copy-the-input kernel would pass); the
+reference path reproduces onnx's own node test vectors for the operator where onnx has
+them; the model converts to .mnn and the converted graph is what the spec records
+(kind, targets); native MNN on the host agrees with the reference within the task's
+tolerance. Findings are per task, so one bad task never hides the others.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..judge.compare import compare_all
+from ..mnn import convert as mnn_convert
+from . import model as task_model
+from .native import run_native
+from .spec import Task, Tolerance
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    """What validation found for one task."""
+
+    name: str
+    problems: tuple[str, ...]  # one line each; empty when the task is sound
+    node_tests: int  # onnx node test cases reproduced for this task's operator (0: none exist)
+    converted_ops: tuple[str, ...] = ()
+    kind: str | None = None
+    targets: tuple[tuple[str, str | None], ...] = ()
+    native_ok: bool | None = None  # None: native MNN could not be run
+    native_max_abs_error: float | None = None
+    runnable: bool = False
+    reason: str = ""  # why not runnable, one line, with the figure
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def classify(ops: list[mnn_convert.ConvertedOp]) -> tuple[str, tuple[tuple[str, str | None], ...]]:
+    """Which kind of kernel serves a converted graph, and which (op type, sub-type) it replaces."""
+    compute = mnn_convert.compute_ops(ops)
+    targets = tuple(dict.fromkeys((op.type, op.sub_type) for op in compute))
+    if len(compute) == 1 and compute[0].type in mnn_convert.CPU_OP_TYPES:
+        return "cpu-execution", targets
+    if len(compute) == 1:
+        return "geometry", targets
+    return "composite", targets
+
+
+@functools.lru_cache(maxsize=None)
+def node_test_cases(operator: str) -> tuple:
+    """onnx's own backend test cases for an operator (model, inputs, expected outputs)."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tuple(case for case in collect_testcases(operator) if case.kind == "node")
+
+
+def check_node_tests(operator: str) -> tuple[int, list[str]]:
+    """Run our reference path over onnx's node tests for the operator; (count, failures)."""
+    from onnx.reference import ReferenceEvaluator
+
+    count, failures = 0, []
+    for case in node_test_cases(operator):
+        for inputs, expected in case.data_sets or []:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    evaluator = ReferenceEvaluator(case.model, new_ops=task_model._reference_fixes())
+                    feeds = {i.name: v for i, v in zip(case.model.graph.input, inputs)}
+                    got = evaluator.run(None, feeds)
+            except Exception as error:  # a reference that cannot run a published vector is a finding
+                failures.append(f"node test {case.name}: reference failed: {type(error).__name__}: {str(error)[:120]}")
+                continue
+            count += 1
+            for g, e in zip(got, expected):
+                g, e = np.asarray(g), np.asarray(e)
+                same = g.shape == e.shape and (np.array_equal(g, e) if e.dtype.kind not in "fc"
+                                               else np.allclose(g, e, rtol=case.rtol or 1e-3, atol=case.atol or 1e-7, equal_nan=True))
+                if not same:
+                    failures.append(f"node test {case.name}: reference disagrees with onnx's expected output")
+                    break
+    return count, failures
+
+
+def _degenerate(task: Task, reference: dict, other_reference: dict, inputs: dict) -> list[str]:
+    problems = []
+    for spec in task.outputs:
+        ref, other = reference[spec.name], other_reference[spec.name]
+        if ref.size > 1 and ref.dtype.kind == "f" and float(np.ptp(ref)) == 0.0:
+            problems.append(f"{spec.name}: reference is constant ({float(ref.flat[0]):.3g}): a kernel returning it would pass")
+        drawn = any(i.draw and not i.draw.startswith(("const", "full")) for i in task.inputs)
+        if drawn and ref.size and other.shape == ref.shape and np.array_equal(ref, other) and ref.dtype.kind == "f":
+            problems.append(f"{spec.name}: reference does not change with the inputs")
+        tolerance = task.tolerance
+        if ref.dtype.kind == "f" and compare_all({spec.name: ref}, {spec.name: np.zeros_like(ref)}, tolerance).ok:
+            problems.append(f"{spec.name}: an all-zeros output passes the tolerance")
+        for name, value in inputs.items():
+            if value.shape == ref.shape and value.dtype.kind == ref.dtype.kind == "f" and \
+                    compare_all({spec.name: ref}, {spec.name: value}, tolerance).ok:
+                problems.append(f"{spec.name}: copying input {name} passes the tolerance")
+    return problems
+
+
+def check_task(task: Task) -> TaskCheck:
+    """Every check for one task (runs converters and native MNN in child processes)."""
+    problems, notes = [], []
+    try:
+        built = task_model.build_model(task)
+        inferred = onnx.shape_inference.infer_shapes(built, strict_mode=True)
+        del inferred
+    except Exception as error:
+        return TaskCheck(task.name, (f"model does not build: {type(error).__name__}: {str(error).splitlines()[0][:200]}",), 0,
+                         reason="model does not build")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs = task_model.draw_inputs(task, "timing")
+        reference = task_model.reference_outputs(task, inputs, built)
+        other = task_model.reference_outputs(task, task_model.draw_inputs(task, "check0"), built)
+    nonfinite = [f"{n}: {int((~np.isfinite(v)).sum())} of {v.size} reference values are not finite (max |finite| "
+                 f"{float(np.abs(v[np.isfinite(v)]).max()) if np.isfinite(v).any() else 0:.3g})"
+                 for n, v in reference.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if not nonfinite:
+        problems += _degenerate(task, reference, other, inputs)
+    node_count, node_failures = check_node_tests(task.operator)
+    problems += node_failures
+
+    with tempfile.TemporaryDirectory(prefix=f"mkbench-validate-{task.name}-") as tmp:
+        onnx_path, mnn_path = Path(tmp) / "task.onnx", Path(tmp) / "task.mnn"
+        onnx.save(built, onnx_path)
+        try:
+            mnn_convert.convert(onnx_path, mnn_path)
+            ops = mnn_convert.converted_ops(mnn_path)
+        except mnn_convert.ConversionError as error:
+            reason = f"MNN's converter refuses the model: {error}"
+            return TaskCheck(task.name, tuple(problems), node_count, reason=reason, notes=tuple(nonfinite))
+        kind, targets = classify(ops)
+        labels = tuple(op.label for op in mnn_convert.compute_ops(ops))
+        native_ok, native_error, native_reason = None, None, ""
+        try:
+            actual = run_native(mnn_path, inputs, [o.name for o in task.outputs], Path(tmp) / "native")
+            result = compare_all(reference, actual, task.tolerance)
+            native_ok, native_error = result.ok, result.max_abs_error
+            native_reason = result.reason
+        except Exception as error:
+            native_reason = str(error)[:200]
+    if task.mnn is not None:
+        if task.mnn.kind != kind or tuple(task.mnn.targets) != targets:
+            problems.append(f"spec records {task.mnn.kind} {list(task.mnn.targets)}, conversion gives {kind} {list(targets)}")
+    reason = ""
+    if nonfinite:
+        reason = "reference not finite in fp32: " + nonfinite[0]
+    elif native_ok is None:
+        reason = f"native MNN cannot run it: {native_reason}"
+    elif not native_ok:
+        reason = f"native MNN disagrees with the reference: {native_reason}"
+    runnable = not reason and not problems
+    return TaskCheck(task.name, tuple(problems), node_count, labels, kind, targets, native_ok, native_error,
+                     runnable, reason, tuple(nonfinite))
+
+
+def validate(tasks: list[Task], workers: int = 2) -> list[TaskCheck]:
+    """Check every task, in parallel worker processes; results in the tasks' order."""
+    if workers <= 1:
+        return [check_task(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(check_task, tasks))
+
+
+def to_json(check: TaskCheck) -> dict:
+    return json.loads(json.dumps(asdict(check)))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What `tasks validate` prints at the end."""
+
+    tasks: int
+    runnable: int
+    runnable_by_kind: dict
+    node_test_tasks: int  # tasks whose operator's onnx node tests the reference reproduced
+    native_checked: int  # tasks native MNN ran on
+    native_agrees: int
+    failures: tuple[str, ...]  # one line each: what is wrong with the suite as written
+    not_runnable: tuple[str, ...]  # one line each: task and reason (declared in its spec)
+
+
+def findings_to_spec(task: Task, check: TaskCheck) -> None:
+    """Record what conversion and native MNN showed in the task's spec file."""
+    from .spec import write_section
+
+    if check.kind:
+        write_section(task.path, "mnn", {"kind": check.kind, "targets": [list(t) if t[1] else [t[0]] for t in check.targets],
+                                         "converted_ops": list(check.converted_ops)})
+    reason = check.reason or "; ".join(check.problems)
+    write_section(task.path, "status", {"runnable": check.runnable, "reason": reason})
+
+
+def summarise(tasks: list[Task], checks: list[TaskCheck]) -> Summary:
+    failures, not_runnable, by_kind = [], [], {}
+    for task, check in zip(tasks, checks):
+        for problem in check.problems:
+            failures.append(f"{task.name}: {problem}")
+        if task.status.runnable and not check.runnable and not check.problems:
+            failures.append(f"{task.name}: declared runnable, but {check.reason}")
+        if not task.status.runnable and check.runnable:
+            failures.append(f"{task.name}: declared not runnable ({task.status.reason}), but it passes every check now")
+        if check.runnable:
+            by_kind[check.kind] = by_kind.get(check.kind, 0) + 1
+        else:
+            not_runnable.append(f"{task.name}: {check.reason or '; '.join(check.problems)}")
+    return Summary(len(tasks), sum(c.runnable for c in checks), by_kind,
+                   sum(c.node_tests > 0 and not any(p.startswith("node test") for p in c.problems) for c in checks),
+                   sum(c.native_ok is not None for c in checks), sum(bool(c.native_ok) for c in checks),
+                   tuple(failures), tuple(not_runnable))
