@@ -48,9 +48,22 @@ def _materialise(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
 
 
 def draw_inputs(task: Task, set_name: str = "timing") -> dict[str, np.ndarray]:
-    """One named set of inputs. The "timing" set uses the task's own seed."""
+    """One named set of inputs. The "timing" set uses the task's own seed; the "edge" set
+    draws from each input's check_draw where the spec gives one."""
     rng = np.random.default_rng(task.seed if set_name == "timing" else _set_seed(task, set_name))
-    return {spec.name: _materialise(spec, rng) for spec in task.inputs}
+    inputs = {}
+    for spec in task.inputs:
+        if set_name == "edge" and spec.check_draw:
+            inputs[spec.name] = draw(spec.check_draw, spec.shape, spec.dtype, rng)
+        else:
+            inputs[spec.name] = _materialise(spec, rng)
+    return inputs
+
+
+def correctness_sets(task: Task) -> list[str]:
+    """The input sets checked after the timed loop, in order."""
+    sets = [f"check{i}" for i in range(CHECK_SETS - 1)]
+    return sets + ["edge"] if any(spec.check_draw for spec in task.inputs) else sets + [f"check{CHECK_SETS - 1}"]
 
 
 def build_model(task: Task) -> onnx.ModelProto:

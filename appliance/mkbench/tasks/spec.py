@@ -33,6 +33,9 @@ class TensorSpec:
     dtype: str
     draw: str | None = None  # expression, see draw.py
     value: tuple | None = None  # literal values, for small constants
+    # A second distribution for the "edge" correctness set, where the published draw alone
+    # would let a trivial kernel pass (Relu on rand >= 0 is the identity). Timing keeps `draw`.
+    check_draw: str | None = None
 
     @property
     def size(self) -> int:
@@ -124,12 +127,13 @@ def _tensor(entry: dict, where: str, needs_source: bool) -> TensorSpec:
     dtype = _require(entry, "dtype", str, where)
     if dtype not in DTYPES:
         raise TaskError(f"{where}: field 'dtype' {dtype!r} is not one of {', '.join(DTYPES)}")
-    draw, value = entry.get("draw"), entry.get("value")
-    if draw is not None:
-        try:
-            draw_module.check_expression(draw)
-        except ValueError as error:
-            raise TaskError(f"{where}: field 'draw': {error}") from None
+    draw, value, check_draw = entry.get("draw"), entry.get("value"), entry.get("check_draw")
+    for key, expression in (("draw", draw), ("check_draw", check_draw)):
+        if expression is not None:
+            try:
+                draw_module.check_expression(expression)
+            except ValueError as error:
+                raise TaskError(f"{where}: field '{key}': {error}") from None
     if value is not None:
         size = 1
         for d in shape:
@@ -138,7 +142,7 @@ def _tensor(entry: dict, where: str, needs_source: bool) -> TensorSpec:
             raise TaskError(f"{where}: field 'value' has {len(value)} values for shape {shape}")
     if needs_source and draw is None and value is None:
         raise TaskError(f"{where}: needs a 'draw' or a 'value'")
-    return TensorSpec(name, tuple(shape), dtype, draw, tuple(value) if value is not None else None)
+    return TensorSpec(name, tuple(shape), dtype, draw, tuple(value) if value is not None else None, check_draw)
 
 
 def parse_task(data: dict, path: Path, sha256: str = "") -> Task:

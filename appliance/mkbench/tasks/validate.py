@@ -94,21 +94,27 @@ def check_node_tests(operator: str) -> tuple[int, list[str]]:
     return count, failures
 
 
-def _degenerate(task: Task, reference: dict, other_reference: dict, inputs: dict) -> list[str]:
+def _degenerate(task: Task, sets: list[tuple[dict, dict]]) -> list[str]:
+    """Trivial kernels that would pass every correctness set: such a task judges nothing.
+
+    `sets` holds (inputs, reference) per correctness set; a trivial kernel fails the task
+    as soon as it fails one set, so it is a finding only if it passes them all.
+    """
     problems = []
+    drawn = any(i.draw and not i.draw.startswith(("const", "full")) for i in task.inputs)
     for spec in task.outputs:
-        ref, other = reference[spec.name], other_reference[spec.name]
-        if ref.size > 1 and ref.dtype.kind == "f" and float(np.ptp(ref)) == 0.0:
-            problems.append(f"{spec.name}: reference is constant ({float(ref.flat[0]):.3g}): a kernel returning it would pass")
-        drawn = any(i.draw and not i.draw.startswith(("const", "full")) for i in task.inputs)
-        if drawn and ref.size and other.shape == ref.shape and np.array_equal(ref, other) and ref.dtype.kind == "f":
-            problems.append(f"{spec.name}: reference does not change with the inputs")
-        tolerance = task.tolerance
-        if ref.dtype.kind == "f" and compare_all({spec.name: ref}, {spec.name: np.zeros_like(ref)}, tolerance).ok:
+        refs = [ref[spec.name] for _, ref in sets]
+        first = refs[0]
+        if first.dtype.kind != "f" or first.size <= 1 and not drawn:
+            continue
+        if drawn and all(r.shape == first.shape and np.array_equal(r, first) for r in refs[1:]):
+            problems.append(f"{spec.name}: reference does not change with the inputs ({float(first.flat[0]):.6g})")
+        if all(compare_all({spec.name: r}, {spec.name: np.zeros_like(r)}, task.tolerance).ok for r in refs):
             problems.append(f"{spec.name}: an all-zeros output passes the tolerance")
-        for name, value in inputs.items():
-            if value.shape == ref.shape and value.dtype.kind == ref.dtype.kind == "f" and \
-                    compare_all({spec.name: ref}, {spec.name: value}, tolerance).ok:
+        for name in (i.name for i in task.inputs):
+            if all(inputs[name].shape == ref[spec.name].shape and inputs[name].dtype.kind == "f"
+                   and compare_all({spec.name: ref[spec.name]}, {spec.name: inputs[name]}, task.tolerance).ok
+                   for inputs, ref in sets):
                 problems.append(f"{spec.name}: copying input {name} passes the tolerance")
     return problems
 
@@ -127,12 +133,14 @@ def check_task(task: Task) -> TaskCheck:
         warnings.simplefilter("ignore")
         inputs = task_model.draw_inputs(task, "timing")
         reference = task_model.reference_outputs(task, inputs, built)
-        other = task_model.reference_outputs(task, task_model.draw_inputs(task, "check0"), built)
+        check_sets = []
+        for set_name in task_model.correctness_sets(task):
+            set_inputs = task_model.draw_inputs(task, set_name)
+            check_sets.append((set_inputs, task_model.reference_outputs(task, set_inputs, built)))
     nonfinite = [f"{n}: {int((~np.isfinite(v)).sum())} of {v.size} reference values are not finite (max |finite| "
                  f"{float(np.abs(v[np.isfinite(v)]).max()) if np.isfinite(v).any() else 0:.3g})"
                  for n, v in reference.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
-    if not nonfinite:
-        problems += _degenerate(task, reference, other, inputs)
+    degenerate = [] if nonfinite else _degenerate(task, check_sets)
     node_count, node_failures = check_node_tests(task.operator)
     problems += node_failures
 
@@ -161,6 +169,8 @@ def check_task(task: Task) -> TaskCheck:
     reason = ""
     if nonfinite:
         reason = "reference not finite in fp32: " + nonfinite[0]
+    elif degenerate:
+        reason = "degenerate as published: " + "; ".join(degenerate)
     elif native_ok is None:
         reason = f"native MNN cannot run it: {native_reason}"
     elif not native_ok:

@@ -1,0 +1,76 @@
+"""Everything a device needs to run a task, made once per task version and cached.
+
+The ONNX model, its .mnn conversion, the timing and correctness input sets as .npy files
+(the runner's input format), and the reference outputs (kept on the host: the process
+that runs a candidate never sees them).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .. import settings as settings_module
+from ..mnn import convert as mnn_convert
+from ..tasks import model as task_model
+from ..tasks.spec import Task
+
+# MNN has no int64 tensors: the runner is fed int32 (what the converter gives the input).
+_RUNNER_DTYPES = {"int64": np.int32, "bool": np.int32, "float16": np.float32}
+
+
+@dataclass(frozen=True)
+class TaskArtifacts:
+    directory: Path
+    onnx_model: Path
+    mnn_model: Path
+    inputs: Path  # holds timing/ and one folder per correctness set
+    correctness_sets: tuple[str, ...]
+    references: dict  # set name -> {output name -> array}
+    input_shapes: dict  # input name -> shape (for the measurements table)
+
+
+def prepare(task: Task, converter: Path | None = None, settings: settings_module.Settings | None = None) -> TaskArtifacts:
+    """Build (or reuse) the task's model, inputs and references."""
+    s = settings or settings_module.load()
+    directory = s.cache_dir / "tasks" / f"{task.name}-{task.sha256[:16]}"
+    done = directory / "done.json"
+    sets = task_model.correctness_sets(task)
+    if not done.exists():
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model = task_model.build_model(task)
+        onnx.save(model, tmp / "task.onnx")
+        mnn_convert.convert(tmp / "task.onnx", tmp / "task.mnn", converter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for set_name in ["timing", *sets]:
+                inputs = task_model.draw_inputs(task, set_name)
+                folder = tmp / "inputs" / set_name
+                folder.mkdir(parents=True)
+                for name, array in inputs.items():
+                    np.save(folder / f"{name}.npy", array.astype(_RUNNER_DTYPES.get(str(array.dtype), array.dtype)))
+                if set_name != "timing":
+                    references = task_model.reference_outputs(task, inputs, model)
+                    np.savez(tmp / f"reference-{set_name}.npz", **references)
+        (tmp / "done.json").write_text(json.dumps({"task": task.name, "sha256": task.sha256}))
+        shutil.rmtree(directory, ignore_errors=True)
+        tmp.rename(directory)
+    references = {}
+    for set_name in sets:
+        with np.load(directory / f"reference-{set_name}.npz") as data:
+            references[set_name] = {name: data[name] for name in data.files}
+    return TaskArtifacts(directory, directory / "task.onnx", directory / "task.mnn", directory / "inputs",
+                         tuple(sets), references, {i.name: list(i.shape) for i in task.inputs})
+
+
+def read_outputs(folder: Path) -> dict[str, np.ndarray]:
+    """The .npy outputs the runner wrote for one correctness set."""
+    return {path.stem: np.load(path) for path in sorted(folder.glob("*.npy"))}

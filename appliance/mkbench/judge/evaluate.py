@@ -1,0 +1,261 @@
+"""evaluate(task, candidate, device) -> Verdict: the one function that decides a verdict.
+
+Build the candidate's runner (its kernel swapped into a copy of MNN's registration), push
+runners, model and inputs to the device, run native and candidate in a balanced order,
+check every correctness set against the host-side reference, prove from the creation-time
+record that the candidate served the task's op, and store the verdict with every timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .. import settings as settings_module
+from .. import store
+from ..devices import Device, DeviceLost, RunResult
+from ..mnn import build as mnn_build
+from ..mnn import inject
+from ..tasks.spec import Task
+from . import artifacts as task_artifacts
+from . import scan, timing
+from .compare import compare_all
+from .verdict import Verdict
+
+TARGET_RUN_MS = 300.0  # work per timed run on a real device: more narrows the noise
+PAIRS = 3  # native/candidate pairs, balanced order
+
+
+def target_of(device: Device) -> str:
+    """The build target that runs on a device."""
+    return "host" if device.abi == "x86_64" else "arm64"
+
+
+def judge_settings(task: Task) -> dict:
+    """Runtime settings, the same for native and candidate, recorded with the verdict."""
+    hints = dict(settings_module.JUDGE_HINTS)
+    if task.mnn:
+        hints.update(task.mnn.hints)
+    return {"threads": settings_module.JUDGE_THREADS, "precision": settings_module.JUDGE_PRECISION, "hints": hints}
+
+
+def _runner_argv(runner: str, workdir: str, out: str, warmup: int, iterations: int, config: dict) -> list[str]:
+    argv = [runner, "--model", f"{workdir}/task.mnn", "--inputs", f"{workdir}/inputs", "--out", out,
+            "--warmup", str(warmup), "--iterations", str(iterations), "--threads", str(config["threads"]),
+            "--precision", config["precision"]]
+    for name, value in sorted(config["hints"].items()):
+        argv += ["--hint", f"{name}={value}"]
+    return argv
+
+
+def _failure(result: RunResult, side: str) -> tuple[str, str] | None:
+    """(verdict, reason) for a run that did not finish cleanly, else None."""
+    if result.timed_out:
+        return "timeout", f"the {side} run did not return within {result.seconds:.0f} s"
+    if result.signal:
+        return "crash", f"the {side} run was killed by signal {result.signal}"
+    if result.exit_code != 0:
+        last = (result.stderr.strip().splitlines() or result.stdout.strip().splitlines() or [""])[-1]
+        return "crash", f"the {side} runner exited with {result.exit_code}: {last[:200]}"
+    return None
+
+
+def served_by_candidate(task: Task, served: list[dict]) -> tuple[bool, str]:
+    """Whether the creation-time record shows the candidate serving every target of the task."""
+    targets = task.mnn.targets if task.mnn else ()
+    for op_type, sub_type in targets:
+        records = [r for r in served if r.get("type") == op_type and (sub_type is None or r.get("sub_type") == sub_type)]
+        if not records:
+            return False, f"MNN never asked for {op_type}{':' + sub_type if sub_type else ''} (it lowered the op elsewhere)"
+        if not any(r.get("by") == "candidate" for r in records):
+            return False, f"{op_type}{':' + sub_type if sub_type else ''} was served by native code"
+    return True, ""
+
+
+def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = "0", run_id: str | None = None,
+             settings: settings_module.Settings | None = None) -> Verdict:
+    """Judge one candidate kernel (C++ source) for one task on one device, and store the verdict.
+
+    Raises DeviceLost when the device goes away (the caller requeues the work); every fault
+    of the candidate becomes a verdict instead.
+    """
+    s = settings or settings_module.load()
+    stages: dict[str, float] = {}
+    config = judge_settings(task)
+    target = target_of(device)
+    base = dict(task=task.name, device=device.serial)
+
+    def finish(verdict: Verdict, measurements: list[dict] = ()) -> Verdict:
+        verdict = replace(verdict, stage_seconds={k: round(v, 3) for k, v in stages.items()})
+        if db is not None:
+            verdict = record(db, task, candidate, device, verdict, config, measurements, run_id)
+        return verdict
+
+    started = time.monotonic()
+    artifacts = task_artifacts.prepare(task, settings=s)
+    native = mnn_build.build_native(target, s)
+    built = inject.build_candidate(candidate, task.mnn.targets if task.mnn else (), target, worker, s)
+    stages["build"] = time.monotonic() - started
+    review = tuple(scan.flags(candidate))
+    if not built.ok:
+        return finish(Verdict("compile-error", built.reason, compiled=False, correct=False, flags=review,
+                              compiler_output=built.compiler_output, stage_seconds=stages, **base))
+    if built.native_references:
+        return finish(Verdict("delegated", f"calls MNN's own kernel: {', '.join(built.native_references)[:200]}",
+                              compiled=True, correct=False, flags=review, compiler_output=built.compiler_output,
+                              stage_seconds=stages, **base))
+
+    started = time.monotonic()
+    workdir = device.workdir(f"{task.name}-{hashlib.sha256(candidate.encode()).hexdigest()[:8]}-{worker}")
+    device.push(native.runner, f"{workdir}/native_runner")
+    device.push(built.runner, f"{workdir}/candidate_runner")
+    device.push(artifacts.mnn_model, f"{workdir}/task.mnn")
+    for path in sorted(artifacts.inputs.rglob("*.npy")):
+        device.push(path, f"{workdir}/inputs/{path.relative_to(artifacts.inputs).as_posix()}")
+    stages["deploy"] = time.monotonic() - started
+
+    local = Path(tempfile.mkdtemp(prefix="mkbench-eval-", dir=s.cache_dir if s.cache_dir.exists() else None))
+    run_started = time.monotonic()
+
+    def conclude(verdict: Verdict, measurements: list[dict] = ()) -> Verdict:
+        stages["run"] = time.monotonic() - run_started - stages.get("compare", 0.0)
+        return finish(verdict, measurements)
+
+    try:
+        return _run_and_judge(task, device, config, artifacts, workdir, local, stages, review, built, base, conclude)
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
+        try:
+            device.remove(workdir)
+        except DeviceLost:
+            raise
+        except Exception:
+            pass
+
+
+def _run_and_judge(task, device, config, artifacts, workdir, local, stages, review, built, base, finish) -> Verdict:
+    """Calibrate, run the candidate (correctness first), then time native against candidate."""
+    emulated = device.emulated
+    run_counter = {"native": 0, "candidate": 0}
+
+    def run_side(side: str, warmup: int, iterations: int, timeout: float) -> tuple[RunResult, dict | None, Path]:
+        index = run_counter[side]
+        run_counter[side] += 1
+        out = f"{workdir}/out-{side}-{index}"
+        result = device.run(_runner_argv(f"{workdir}/{side}_runner", workdir, out, warmup, iterations, config),
+                            cwd=workdir, timeout=timeout)
+        target = local / f"{side}-{index}"
+        report = None
+        if result.exit_code == 0 and not result.timed_out:
+            device.pull(out, target)
+            report_path = target / "report.json"
+            report = json.loads(report_path.read_text()) if report_path.exists() else None
+        return result, report, target
+
+    # Calibrate on native: how long is one iteration, so each timed run does enough work.
+    probe, probe_report, _ = run_side("native", 1, 3, timeout=600)
+    failure = _failure(probe, "native")
+    if failure or probe_report is None:
+        raise RuntimeError(f"native MNN failed on {task.name}: {failure[1] if failure else 'no report'}")
+    per_iteration = max(min(probe_report["times_ms"]), 1e-3)
+    iterations = 1 if emulated else timing.iterations_for(per_iteration, TARGET_RUN_MS)
+    warmup = 0 if emulated else max(2, iterations // 10)
+    timeout = max(60.0, 20 * probe.seconds * max(1, iterations / 3))
+
+    # Correctness first, on the candidate's first run (fresh inputs after its timed loop).
+    first, first_report, first_dir = run_side("candidate", warmup, iterations, timeout)
+    failure = _failure(first, "candidate")
+    if failure:
+        return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, flags=review,
+                              compiler_output=built.compiler_output, **base))
+    served = (first_report or {}).get("served", [])
+    exercised, why = served_by_candidate(task, served)
+    if not exercised:
+        return finish(Verdict("not-exercised", why, compiled=True, correct=False, served=tuple(served), flags=review,
+                              compiler_output=built.compiler_output, **base))
+    compare_started = time.monotonic()
+    max_abs, max_rel = 0.0, 0.0
+    for set_name in artifacts.correctness_sets:
+        outputs = task_artifacts.read_outputs(first_dir / set_name)
+        result = compare_all(artifacts.references[set_name], outputs, task.tolerance)
+        if not result.ok:
+            verdict = "wrong-shape" if "shape" in result.reason or "missing" in result.reason else "wrong-values"
+            return finish(Verdict(verdict, f"{set_name}: {result.reason}", compiled=True, correct=False,
+                                  max_abs_error=result.max_abs_error, max_rel_error=result.max_rel_error,
+                                  served=tuple(served), flags=review, compiler_output=built.compiler_output, **base))
+        max_abs, max_rel = max(max_abs, result.max_abs_error or 0), max(max_rel, result.max_rel_error or 0)
+    stages["compare"] = time.monotonic() - compare_started
+
+    # Timing: balanced pairs; the first candidate run counts as the first pair's candidate.
+    native_runs, candidate_runs, measurements = [], [first_report["times_ms"]], []
+    flags = list(review)
+    if first_report.get("threads_after", 0) > first_report.get("threads_before", 0):
+        flags.append(f"threads: {first_report['threads_after'] - first_report['threads_before']} left running after the kernel")
+    measurements.append(_measurement("candidate", 0, first_report, artifacts, iterations))
+    order = timing.balanced_order(1 if emulated else PAIRS)[:]
+    order.remove("candidate")
+    for side in order:
+        result, report, _ = run_side(side, warmup, iterations, timeout)
+        failure = _failure(result, side)
+        if failure:
+            return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(served),
+                                  flags=tuple(flags), compiler_output=built.compiler_output, **base))
+        (native_runs if side == "native" else candidate_runs).append(report["times_ms"])
+        measurements.append(_measurement(side, run_counter[side] - 1, report, artifacts, iterations))
+    summary = timing.summarise(native_runs, candidate_runs)
+    if summary.speedup > timing.IMPLAUSIBLE_SPEEDUP:
+        flags.append(f"implausible speedup {summary.speedup:.1f}x (> {timing.IMPLAUSIBLE_SPEEDUP:.0f}x): review")
+    if summary.unstable and not emulated:
+        flags.append(f"unstable timing: per-pair speedups {summary.speedup_low:.2f}-{summary.speedup_high:.2f}")
+    reportable = not emulated
+    return finish(Verdict(
+        "correct", "", compiled=True, correct=True, max_abs_error=max_abs, max_rel_error=max_rel,
+        native_median_ms=summary.native_median_ms, candidate_median_ms=summary.candidate_median_ms,
+        speedup=summary.speedup if reportable else None, speedup_low=summary.speedup_low if reportable else None,
+        speedup_high=summary.speedup_high if reportable else None, timing_reportable=reportable,
+        served=tuple(served), flags=tuple(flags), compiler_output=built.compiler_output,
+        **base), measurements)
+
+
+def _measurement(side: str, round_index: int, report: dict, artifacts, iterations: int) -> dict:
+    return {"side": side, "round": round_index, "input_shapes": artifacts.input_shapes, "iterations": iterations,
+            "median_ms": statistics.median(report["times_ms"]), "times_ms": report["times_ms"],
+            "device_state": report.get("device_state")}
+
+
+def record(db, task: Task, candidate: str, device: Device, verdict: Verdict, config: dict, measurements, run_id) -> Verdict:
+    """Store the verdict, its timings and the device's fingerprint; returns it with its row id."""
+    fingerprint = device.fingerprint()
+    device_id = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
+    if db["devices"].count_where("id = ?", [device_id]) == 0:
+        store.insert(db, "devices", {"id": device_id, "serial": device.serial, "emulated": int(device.emulated),
+                                     "abi": device.abi, "fingerprint": fingerprint, "first_seen": time.time()})
+    with store.transaction(db):
+        row = {
+            "created_at": time.time(), "run_id": run_id, "task": task.name, "task_sha256": task.sha256,
+            "kind": task.mnn.kind if task.mnn else "cpu-execution", "device_id": device_id,
+            "candidate_sha256": hashlib.sha256(candidate.encode()).hexdigest(), "candidate": candidate,
+            "verdict": verdict.verdict, "reason": verdict.reason, "compiler_output": verdict.compiler_output,
+            "max_abs_error": verdict.max_abs_error, "max_rel_error": verdict.max_rel_error,
+            "native_median_ms": verdict.native_median_ms, "candidate_median_ms": verdict.candidate_median_ms,
+            "speedup": verdict.speedup, "speedup_low": verdict.speedup_low, "speedup_high": verdict.speedup_high,
+            "timing_reportable": int(verdict.timing_reportable), "served": json.dumps(list(verdict.served)),
+            "judge_settings": json.dumps(config, sort_keys=True), "stage_seconds": json.dumps(verdict.stage_seconds),
+            "flags": json.dumps(list(verdict.flags)),
+        }
+        cursor = db.conn.execute(f"INSERT INTO evaluations ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                                 list(row.values()))
+        evaluation_id = cursor.lastrowid
+        for m in measurements:
+            db.conn.execute(
+                "INSERT INTO measurements (evaluation_id, side, round, input_shapes, iterations, median_ms, times_ms, device_state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (evaluation_id, m["side"], m["round"], json.dumps(m["input_shapes"]), m["iterations"], m["median_ms"],
+                 json.dumps(m["times_ms"]), json.dumps(m.get("device_state"))))
+    return replace(verdict, evaluation_id=evaluation_id)

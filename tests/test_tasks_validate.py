@@ -1,0 +1,52 @@
+"""Validation with real onnx node tests, the real MNN converter and native MNN."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from mkbench.cli import main
+from mkbench.tasks import get_task
+from mkbench.tasks.validate import check_node_tests, check_task
+
+pytest.importorskip("_tools", reason="the MNN wheel (pip install MNN==3.6.1) is needed to convert models")
+
+
+def test_a_sound_task_converts_to_one_cpu_execution_and_native_mnn_agrees():
+    check = check_task(get_task("Abs"))
+    assert check.runnable and check.problems == ()
+    assert check.kind == "cpu-execution" and check.targets == (("UnaryOp", "ABS"),)
+    assert check.native_ok and check.native_max_abs_error == 0.0
+    assert check.node_tests >= 1
+
+
+def test_converter_rewrites_are_recorded_as_composite():
+    check = check_task(get_task("Softplus_2d"))
+    assert check.kind in ("composite", "cpu-execution")
+    assert check.converted_ops
+
+
+def test_native_disagreement_is_reported_with_the_figure():
+    check = check_task(get_task("ReduceL2_2d_input"))  # MNN 3.6.1 drops ReduceL2's axes input at opset 18+
+    assert not check.runnable and "native MNN disagrees" in check.reason and "shape" in check.reason
+
+
+def test_overflowing_reference_is_not_runnable():
+    check = check_task(get_task("Det_3d"))
+    assert not check.runnable and "not finite" in check.reason
+
+
+def test_degenerate_task_is_flagged():
+    check = check_task(get_task("Relu"))  # inputs are rand >= 0: Relu is the identity on them
+    assert any("copying input" in p for p in check.problems)
+
+
+def test_reference_reproduces_onnx_node_tests():
+    count, failures = check_node_tests("Softmax")
+    assert count >= 3 and failures == []
+
+
+def test_validate_command_matches_the_recorded_status():
+    result = CliRunner().invoke(main, ["tasks", "validate", "Abs", "Det", "ReduceL2", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "3 tasks: 1 runnable" in result.output and "0 failures" in result.output
