@@ -51,6 +51,90 @@ def tasks() -> None:
     """The task suite: list, show, validate, import."""
 
 
+def _load_tasks(suite: str, names: tuple[str, ...] = (), category: str | None = None):
+    from .tasks import all_tasks
+
+    found, errors = all_tasks(None if suite == "all" else suite)
+    for error in errors:
+        click.echo(f"mkbench: bad task file: {error}", err=True)
+    if names:
+        unknown = set(names) - {t.name for t in found}
+        if unknown:
+            fail(f"no task named {', '.join(sorted(unknown))} in suite {suite!r}")
+        found = [t for t in found if t.name in names]
+    if category:
+        found = [t for t in found if t.category.lower() == category.lower()]
+    return found, errors
+
+
+@tasks.command("list")
+@click.option("--suite", default="paper", show_default=True, help="paper, extra, imported, or all")
+@click.option("--category", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def tasks_list(suite: str, category: str | None, as_json: bool) -> None:
+    """Every task with its operator, category, kind and status."""
+    found, _ = _load_tasks(suite, category=category)
+    rows = [{"name": t.name, "suite": t.suite, "category": t.category, "operator": t.operator,
+             "kind": t.mnn.kind if t.mnn else None, "targets": [list(x) for x in t.mnn.targets] if t.mnn else [],
+             "runnable": t.status.runnable, "status": "runnable" if t.status.runnable else t.status.reason,
+             "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in t.inputs]}
+            for t in found]
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<44} {r['category']:<14} {r['operator']:<22} {r['kind'] or '-':<14} "
+                   f"{'ok' if r['runnable'] else r['status'][:70]}")
+    operators = {r["operator"] for r in rows}
+    click.echo(f"{len(rows)} tasks over {len(operators)} operators, {sum(r['runnable'] for r in rows)} runnable")
+
+
+@tasks.command("validate")
+@click.argument("names", nargs=-1)
+@click.option("--suite", default="paper", show_default=True)
+@click.option("--workers", default=2, show_default=True, help="parallel worker processes")
+@click.option("--write", is_flag=True, help="record the findings ([mnn], [status]) in the spec files")
+@click.option("--json", "as_json", is_flag=True)
+def tasks_validate(names: tuple[str, ...], suite: str, workers: int, write: bool, as_json: bool) -> None:
+    """Check every task: model, reference, onnx node tests, MNN conversion, native MNN."""
+    from .tasks import validate as task_validate
+
+    found, errors = _load_tasks(suite, names)
+    checks = task_validate.validate(found, workers)
+    if write:
+        for task, check in zip(found, checks):
+            task_validate.findings_to_spec(task, check)
+        found, errors = _load_tasks(suite, names)
+    summary = task_validate.summarise(found, checks)
+    if as_json:
+        echo_json({"summary": summary.__dict__, "tasks": [task_validate.to_json(c) for c in checks]})
+    else:
+        for line in summary.failures:
+            click.echo(f"FAIL  {line}")
+        for line in summary.not_runnable:
+            click.echo(f"not runnable  {line}")
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.runnable_by_kind.items()))
+        click.echo(f"{summary.tasks} tasks: {summary.runnable} runnable ({kinds}); "
+                   f"reference cross-checked against onnx node tests for {summary.node_test_tasks}; "
+                   f"native MNN ran {summary.native_checked}, agrees on {summary.native_agrees}; "
+                   f"{len(summary.failures) + len(errors)} failures")
+    if summary.failures or errors:
+        sys.exit(1)
+
+
+@tasks.command("show")
+@click.argument("name")
+def tasks_show(name: str) -> None:
+    """One task: its spec, its PyTorch module and its MNN target."""
+    from .tasks import TaskError, get_task
+
+    try:
+        task = get_task(name)
+    except TaskError as error:
+        fail(str(error))
+    click.echo(task.path.read_text())
+
+
 # ---------------------------------------------------------------- mnn
 @main.group()
 def mnn() -> None:
@@ -59,15 +143,189 @@ def mnn() -> None:
 
 # ---------------------------------------------------------------- devices
 @main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--server", "servers", multiple=True, metavar="HOST:PORT", help="also ask this remote adb server")
 @click.pass_context
-def devices(ctx: click.Context) -> None:
-    """Phones over adb, the emulator and the host."""
+def devices(ctx: click.Context, as_json: bool, servers: tuple[str, ...]) -> None:
+    """Phones over adb, the emulator and the host (with no subcommand: list them)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .devices import survey
+    from .devices.fingerprint import summary
+
+    try:
+        reports = survey(servers)
+    except (RuntimeError, ValueError) as error:
+        fail(str(error))
+    if as_json:
+        echo_json([r.__dict__ for r in reports])
+        return
+    for r in reports:
+        if r.fingerprint is None:
+            click.echo(f"{r.name:<24} {r.state:<12} {r.detail}")
+            continue
+        fp = r.fingerprint
+        kind = "emulated" if fp["emulated"] else "real"
+        click.echo(f"{r.name:<24} {r.state:<12} {fp['abi']:<10} {kind:<9} {fp.get('model') or '?'} | "
+                   f"{fp.get('soc') or '?'} | Android {fp.get('android_version') or '-'} | {summary(fp)}")
+
+
+@devices.command("show")
+@click.argument("name")
+def devices_show(name: str) -> None:
+    """The full fingerprint of one device (JSON)."""
+    from .devices import DeviceLost, DeviceNotFound, get_device
+
+    try:
+        echo_json(get_device(name).fingerprint())
+    except (DeviceNotFound, DeviceLost, RuntimeError, ValueError) as error:
+        fail(str(error))
+
+
+# ---------------------------------------------------------------- emulator
+@main.group()
+def emulator() -> None:
+    """The mkbench emulator: an arm64 'phone' on loopback for labs without one (correctness only)."""
+
+
+def _emulator_line(s) -> str:
+    if not s.running:
+        return f"emulator on port {s.port}: stopped"
+    return f"emulator {s.serial}: running (pid {s.pid}), adb {s.adb_state or 'no server'}, sandbox {s.sandbox}, log {s.log}"
+
+
+@emulator.command("start")
+@click.option("--port", type=int, default=5599, show_default=True)
+@click.option("--sandbox", type=click.Path(file_okay=False), help="folder standing in for the device's / (default: under MKBENCH_HOME)")
+@click.option("--no-connect", is_flag=True, help="do not `adb connect` it")
+def emulator_start(port: int, sandbox: str | None, no_connect: bool) -> None:
+    """Start the emulator in the background and attach it to the adb server."""
+    from pathlib import Path
+
+    from . import settings as settings_module
+    from .devices import emulator_ctl
+
+    try:
+        s = emulator_ctl.start(settings_module.load(), port, Path(sandbox) if sandbox else None, connect=not no_connect)
+    except RuntimeError as error:
+        fail(str(error))
+    click.echo(_emulator_line(s))
+
+
+@emulator.command("stop")
+@click.option("--port", type=int, default=5599, show_default=True)
+def emulator_stop(port: int) -> None:
+    """Detach the emulator from adb and stop it."""
+    from . import settings as settings_module
+    from .devices import emulator_ctl
+
+    click.echo(_emulator_line(emulator_ctl.stop(settings_module.load(), port)))
+
+
+@emulator.command("status")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def emulator_status(as_json: bool) -> None:
+    """Every emulator this MKBENCH_HOME started: running or not, and its adb state."""
+    from . import settings as settings_module
+    from .devices import emulator_ctl
+
+    statuses = emulator_ctl.status_all(settings_module.load())
+    if as_json:
+        echo_json([s.__dict__ for s in statuses])
+        return
+    for s in statuses or [emulator_ctl.status(settings_module.load())]:
+        click.echo(_emulator_line(s))
 
 
 # ---------------------------------------------------------------- models
 @main.group()
 def models() -> None:
     """Local GGUF models: install, list, add."""
+
+
+@models.command("install")
+@click.argument("name", required=False)
+def models_install(name: str | None) -> None:
+    """Download, join and verify a manifest model (the default model if no NAME)."""
+    from .llm.models import ModelError, install
+
+    try:
+        installed = install(name, progress=click.echo)
+    except ModelError as error:
+        fail(str(error))
+    click.echo(f"{installed.name}: verified, {installed.path}")
+
+
+@models.command("list")
+@click.option("--verify", is_flag=True, help="rehash every file, not only those that changed")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def models_list(verify: bool, as_json: bool) -> None:
+    """Known, installed and found models, and whether each file is verified."""
+    from .llm.models import ModelError, list_models
+
+    try:
+        statuses = list_models(verify=verify)
+    except ModelError as error:
+        fail(str(error))
+    if as_json:
+        echo_json([s.__dict__ for s in statuses])
+        return
+    for s in statuses:
+        size = f"{s.size / 2**20:7.0f} MiB" if s.size else " " * 11
+        click.echo(f"{s.state:<12} {'*' if s.default else ' '} {s.name:<40} {size}  {s.path if s.state == 'verified' else s.detail}")
+
+
+@models.command("add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", help="name to register it under (default: the file name)")
+@click.option("--chat-format", default="", help="llama-cpp-python chat format, for a GGUF without a chat template")
+@click.option("--context-length", type=int, help="context length (default: the GGUF's)")
+def models_add(path: str, name: str | None, chat_format: str, context_length: int | None) -> None:
+    """Register a GGUF file (checked for corruption and truncation, then hashed)."""
+    from pathlib import Path
+
+    from .llm.models import ModelError, add
+
+    try:
+        added = add(Path(path), name=name, chat_format=chat_format, context_length=context_length)
+    except ModelError as error:
+        fail(str(error))
+    click.echo(f"{added.name}: registered, sha256 {added.sha256}, {added.path}")
+
+
+# ---------------------------------------------------------------- eval
+@main.command("eval")
+@click.option("--task", "task_name", required=True, help="task name (see `mkbench tasks list`)")
+@click.option("--kernel", "kernel_path", required=True, type=click.Path(dir_okay=False), help="the candidate C++ file")
+@click.option("--device", "device_name", default="host", show_default=True, help="host, qemu-arm64, or an adb serial")
+@click.option("--json", "as_json", is_flag=True)
+def eval_command(task_name: str, kernel_path: str, device_name: str, as_json: bool) -> None:
+    """Judge one candidate kernel on one task and device, and store the verdict."""
+    from pathlib import Path
+
+    from . import settings as settings_module
+    from . import store
+    from .devices import get_device
+    from .judge.evaluate import evaluate
+    from .tasks import TaskError, get_task
+
+    try:
+        task = get_task(task_name)
+        source = Path(kernel_path).read_text()
+        device = get_device(device_name)
+        db = store.open_db(settings_module.load().db_path)
+        verdict = evaluate(task, source, device, db=db)
+    except (TaskError, OSError, LookupError, RuntimeError) as error:
+        fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+    if as_json:
+        echo_json({k: v for k, v in verdict.__dict__.items() if k != "compiler_output"})
+    else:
+        click.echo(verdict.line())
+        if verdict.verdict == "compile-error":
+            click.echo(verdict.compiler_output[-3000:], err=True)
+        for flag in verdict.flags:
+            click.echo(f"flag: {flag}")
+    sys.exit(0 if verdict.correct else 1)
 
 
 # ---------------------------------------------------------------- run / report / export
