@@ -328,22 +328,209 @@ def eval_command(task_name: str, kernel_path: str, device_name: str, as_json: bo
     sys.exit(0 if verdict.correct else 1)
 
 
+# ---------------------------------------------------------------- selftest
+@main.command()
+@click.argument("device_name", metavar="DEVICE")
+@click.option("--task", "task_names", multiple=True, help="tasks to time (default: a spread of kinds)")
+@click.option("--pairs", default=6, show_default=True, help="native/native pairs per task")
+@click.option("--json", "as_json", is_flag=True)
+def selftest(device_name: str, task_names: tuple[str, ...], pairs: int, as_json: bool) -> None:
+    """The noise floor: native MNN timed against itself; speedups inside it are parity."""
+    from .devices import get_device
+    from .judge import selftest as selftest_module
+    from .tasks import TaskError, get_task
+
+    try:
+        device = get_device(device_name)
+        tasks_to_time = [get_task(n) for n in (task_names or selftest_module.DEFAULT_TASKS)]
+    except (TaskError, LookupError) as error:
+        fail(str(error))
+    floors = []
+    for task in tasks_to_time:
+        try:
+            floor = selftest_module.measure(task, device, pairs)
+        except RuntimeError as error:
+            click.echo(f"{task.name}: {str(error).splitlines()[0]}", err=True)
+            continue
+        floors.append(floor)
+        if not as_json:
+            click.echo(f"{floor.task:<14} native/native {floor.speedup:.3f}  per-pair {floor.low:.3f}-{floor.high:.3f}"
+                       f"  ({floor.median_ms:.3f} ms, {floor.pairs} pairs){'' if floor.reportable else '  [emulated: not reportable]'}")
+    _store_noise_floors(device, floors)
+    if as_json:
+        echo_json([f.__dict__ for f in floors])
+    elif floors:
+        low, high = min(f.low for f in floors), max(f.high for f in floors)
+        click.echo(f"noise floor on {device.serial}: speedups within {low:.3f}-{high:.3f} are parity")
+
+
+def _store_noise_floors(device, floors) -> None:
+    """Keep the floors for the report (when the store has a table for them)."""
+    from . import settings as settings_module
+    from . import store
+
+    try:
+        from .report import store_noise_floors
+    except ImportError:
+        return
+    store_noise_floors(store.open_db(settings_module.load().db_path), device, floors)
+
+
 # ---------------------------------------------------------------- run / report / export
+def _run_summary_exit(summary) -> None:
+    sys.exit(0 if summary.status == "finished" else 3)
+
+
+@main.command("run-all")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="a TOML run config (flags override it)")
+@click.option("--suite", default=None, help="paper (default), extra, imported, or all")
+@click.option("--tasks", "task_words", default=None, help="all (every runnable task, the default), smoke, or names: Sin,Cos")
+@click.option("--category", "categories", multiple=True, help="keep only this category (repeatable)")
+@click.option("--generator", "-g", "generators", multiple=True, help="one-shot (default), pass@k, moka (repeatable)")
+@click.option("--mode", "modes", multiple=True, help="whole-file (default) or scaffolded (repeatable)")
+@click.option("--model", default=None, help="LLM backend, e.g. llama.cpp (default model) or openai:URL?model=NAME")
+@click.option("--device", "-d", "devices", multiple=True, help="host (default), emulator, qemu-arm64, all, or an adb serial (repeatable)")
+@click.option("--pool/--no-pool", default=None, help="devices share one queue instead of each doing every item")
+@click.option("--budget", "budget_items", multiple=True, metavar="KEY=VALUE", help="calls, tokens, seconds, rounds, samples")
+@click.option("--workers-per-device", type=int, default=None, help="workers per phone (the host always has one)")
+@click.option("--new", is_flag=True, help="start a new run even if one with this selection exists")
+@click.option("--run-id", default=None, help="name the new run")
+@click.option("--quiet", "-q", is_flag=True, help="one plain line per item (for logs), no progress bars")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+def run_all_command(config_path, suite, task_words, categories, generators, modes, model, devices, pool, budget_items,
+                    workers_per_device, new, run_id, quiet, as_json) -> None:
+    """Run every selected task x generator x device, resuming this selection's run if it stopped."""
+    from pathlib import Path
+
+    from .run import Progress, RunConfig, RunError, run_all
+
+    try:
+        budget = {}
+        for item in budget_items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                fail(f"--budget takes KEY=VALUE, got {item!r}")
+            budget[key.strip()] = float(value) if key.strip() == "seconds" else int(value)
+        overrides = {"suite": suite, "tasks": task_words, "categories": list(categories) or None,
+                     "generators": list(generators) or None, "modes": list(modes) or None, "model": model,
+                     "devices": list(devices) or None, "pool": pool, "budget": budget or None,
+                     "workers_per_device": workers_per_device}
+        config = RunConfig.build(Path(config_path) if config_path else None, overrides)
+        summary = run_all(config, new=new, run_id=run_id, progress=Progress(quiet=quiet))
+    except (RunError, ValueError) as error:
+        fail(str(error))
+    if as_json:
+        echo_json(summary.__dict__)
+    _run_summary_exit(summary)
+
+
 @main.group()
 def run() -> None:
-    """Runs of generators over tasks and devices."""
+    """Runs of generators over tasks and devices: list, resume, show."""
+
+
+@run.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def run_list(as_json: bool) -> None:
+    """Every run, newest first, with how far it got."""
+    import time
+
+    from .run import list_runs
+
+    runs = list_runs()
+    if as_json:
+        echo_json([r.__dict__ for r in runs])
+        return
+    for r in runs:
+        click.echo(f"{r.id:<24} {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created_at))}  {r.status:<12} "
+                   f"{r.finished:>4}/{r.planned:<4} finished, {r.failed} failed  {','.join(r.generators)} on {','.join(r.devices)}, "
+                   f"{r.tasks} tasks")
+    if not runs:
+        click.echo("no runs yet: `mkbench run-all`")
+
+
+@run.command("resume")
+@click.argument("run_id")
+@click.option("--quiet", "-q", is_flag=True, help="one plain line per item (for logs), no progress bars")
+@click.option("--json", "as_json", is_flag=True)
+def run_resume(run_id: str, quiet: bool, as_json: bool) -> None:
+    """Continue a run where it stopped: redo nothing finished."""
+    from .run import Progress, RunError, resume
+
+    try:
+        summary = resume(run_id, progress=Progress(quiet=quiet))
+    except RunError as error:
+        fail(str(error))
+    if as_json:
+        echo_json(summary.__dict__)
+    _run_summary_exit(summary)
+
+
+@run.command("show")
+@click.argument("run_id")
+def run_show(run_id: str) -> None:
+    """A run's config, provenance (versions, MNN, toolchains, model, devices) and device states (JSON)."""
+    from .run import RunError, show_run
+
+    try:
+        echo_json(show_run(run_id))
+    except RunError as error:
+        fail(str(error))
 
 
 @main.command()
-def report() -> None:
-    """The paper's metrics for a run."""
-    fail("report is not built yet")
+@click.argument("run_id", required=False)
+@click.option("--p", "ps", multiple=True, type=float, help="fast_p thresholds (default 0.5, 1.0, 1.5; repeatable)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="where report.md and the plots go (default MKBENCH_HOME/reports/RUN)")
+@click.option("--markdown", is_flag=True, help="print the Markdown instead of the terminal table")
+@click.option("--no-plots", is_flag=True, help="skip the PNG plots")
+@click.option("--json", "as_json", is_flag=True, help="the metrics as JSON")
+def report(run_id: str | None, ps: tuple[float, ...], out_dir: str | None, markdown: bool, no_plots: bool, as_json: bool) -> None:
+    """The paper's metrics for a run (the newest by default): table, Markdown, plots."""
+    from pathlib import Path
+
+    from . import settings as settings_module
+    from . import store
+    from .report import DEFAULT_PS, format_table, write_report
+
+    try:
+        db = store.open_db(settings_module.load().db_path)
+        result, markdown_path, plots, message = write_report(db, run_id, Path(out_dir) if out_dir else None,
+                                                             ps or DEFAULT_PS, plots=not no_plots)
+    except LookupError as error:
+        fail(str(error).strip("'\""))
+    if as_json:
+        echo_json({"run_id": result.run_id, "status": result.status, "notes": result.notes,
+                   "by_generator": [m.__dict__ for m in result.by_generator],
+                   "by_device": [m.__dict__ for m in result.by_device],
+                   "by_category": [m.__dict__ for m in result.by_category]})
+        return
+    click.echo(markdown_path.read_text() if markdown else format_table(result), nl=False)
+    click.echo(f"wrote {markdown_path}" + "".join(f", {p.name}" for p in plots), err=True)
+    if message:
+        click.echo(message, err=True)
 
 
 @main.command()
-def export() -> None:
-    """Export a run's attempts and LLM calls as CSV."""
-    fail("export is not built yet")
+@click.argument("run_id", required=False)
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for the files (default MKBENCH_HOME/exports)")
+@click.option("--full", is_flag=True, help="also the large text fields: candidate source, compiler output, prompts, answers")
+def export(run_id: str | None, fmt: str, out_dir: str | None, full: bool) -> None:
+    """Export a run's attempts (one row each) and its LLM calls (one row each) as CSV."""
+    from pathlib import Path
+
+    from . import settings as settings_module
+    from . import store
+    from .report import export_csv
+
+    try:
+        attempts, calls = export_csv(store.open_db(settings_module.load().db_path), run_id,
+                                     Path(out_dir) if out_dir else None, full)
+    except LookupError as error:
+        fail(str(error).strip("'\""))
+    click.echo(attempts)
+    click.echo(calls)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""Generators: task + device + LLM + budget in, candidate kernels with their verdicts out.
+
+One-shot, pass@k and MoKA share this interface; each records every step (prompt, answer,
+tool calls, lint and build results, verdict) so `mkbench show ATTEMPT` can replay it and a
+report can be rebuilt without re-running anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..devices import Device
+from ..judge.verdict import Verdict
+from ..tasks.spec import Task
+
+MODES = ("whole-file", "scaffolded")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-task limits; whichever runs out first ends the attempt cleanly."""
+
+    calls: int = 40  # LLM calls
+    tokens: int = 200_000  # prompt + completion tokens
+    seconds: float = 3600.0  # wall time
+    rounds: int = 10  # MoKA rounds (plan + execute); pass@k uses `samples`
+    samples: int = 10  # k for pass@k, N for best-of-N
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one generator produced for one task on one device."""
+
+    task: str
+    generator: str  # one-shot | pass@k | moka (+ ablation suffix, e.g. moka-no-tree)
+    mode: str  # whole-file | scaffolded
+    device: str
+    attempt_id: int | None  # row in the attempts table
+    verdicts: tuple[Verdict, ...]  # every candidate judged, in order
+    best: Verdict | None  # the best correct one (fastest), else the furthest-along failure
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    stopped_by: str  # "solved", "budget:calls", "budget:tokens", "budget:seconds", "rounds", "samples"
+    notes: dict = field(default_factory=dict)
+
+
+class Generator(Protocol):
+    name: str
+    mode: str
+
+    def solve(self, task: Task, device: Device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
+        """Produce and judge candidates for one task; record the attempt and its steps in db."""
+        ...

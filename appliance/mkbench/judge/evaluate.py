@@ -78,6 +78,57 @@ def served_by_candidate(task: Task, served: list[dict]) -> tuple[bool, str]:
     return True, ""
 
 
+class DeviceSession:
+    """One task's files on one device: runners, model and inputs pushed once, runs numbered.
+
+    Shared by evaluate() (native vs candidate) and selftest (native vs native).
+    """
+
+    def __init__(self, device: Device, artifacts, runners: dict[str, Path], config: dict, name: str, local: Path):
+        self.device, self.artifacts, self.config, self.local = device, artifacts, config, local
+        self.workdir = device.workdir(name)
+        self.counter: dict[str, int] = {}
+        for label, path in runners.items():
+            device.push(path, f"{self.workdir}/{label}_runner")
+        device.push(artifacts.mnn_model, f"{self.workdir}/task.mnn")
+        for path in sorted(artifacts.inputs.rglob("*.npy")):
+            device.push(path, f"{self.workdir}/inputs/{path.relative_to(artifacts.inputs).as_posix()}")
+
+    def run(self, label: str, warmup: int, iterations: int, timeout: float) -> tuple[RunResult, dict | None, Path]:
+        """Run one runner; on success pull its outputs and report into a local folder."""
+        index = self.counter.get(label, 0)
+        self.counter[label] = index + 1
+        out = f"{self.workdir}/out-{label}-{index}"
+        argv = _runner_argv(f"{self.workdir}/{label}_runner", self.workdir, out, warmup, iterations, self.config)
+        result = self.device.run(argv, cwd=self.workdir, timeout=timeout)
+        target = self.local / f"{label}-{index}"
+        report = None
+        if result.exit_code == 0 and not result.timed_out:
+            self.device.pull(out, target)
+            report_path = target / "report.json"
+            report = json.loads(report_path.read_text()) if report_path.exists() else None
+        return result, report, target
+
+    def calibrate(self, label: str = "native") -> tuple[int, int, float]:
+        """(warmup, iterations, timeout) so one timed run does about TARGET_RUN_MS of work."""
+        probe, report, _ = self.run(label, 1, 3, timeout=600)
+        failure = _failure(probe, label)
+        if failure or report is None:
+            raise RuntimeError(f"native MNN failed: {failure[1] if failure else 'the runner wrote no report'}")
+        per_iteration = max(min(report["times_ms"]), 1e-3)
+        iterations = 1 if self.device.emulated else timing.iterations_for(per_iteration, TARGET_RUN_MS)
+        warmup = 0 if self.device.emulated else max(2, iterations // 10)
+        return warmup, iterations, max(60.0, 20 * probe.seconds * max(1, iterations / 3))
+
+    def close(self) -> None:
+        try:
+            self.device.remove(self.workdir)
+        except DeviceLost:
+            raise
+        except Exception:
+            pass
+
+
 def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = "0", run_id: str | None = None,
              settings: settings_module.Settings | None = None) -> Verdict:
     """Judge one candidate kernel (C++ source) for one task on one device, and store the verdict.
@@ -112,64 +163,32 @@ def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = 
                               stage_seconds=stages, **base))
 
     started = time.monotonic()
-    workdir = device.workdir(f"{task.name}-{hashlib.sha256(candidate.encode()).hexdigest()[:8]}-{worker}")
-    device.push(native.runner, f"{workdir}/native_runner")
-    device.push(built.runner, f"{workdir}/candidate_runner")
-    device.push(artifacts.mnn_model, f"{workdir}/task.mnn")
-    for path in sorted(artifacts.inputs.rglob("*.npy")):
-        device.push(path, f"{workdir}/inputs/{path.relative_to(artifacts.inputs).as_posix()}")
-    stages["deploy"] = time.monotonic() - started
-
     local = Path(tempfile.mkdtemp(prefix="mkbench-eval-", dir=s.cache_dir if s.cache_dir.exists() else None))
-    run_started = time.monotonic()
-
-    def conclude(verdict: Verdict, measurements: list[dict] = ()) -> Verdict:
-        stages["run"] = time.monotonic() - run_started - stages.get("compare", 0.0)
-        return finish(verdict, measurements)
-
+    name = f"{task.name}-{hashlib.sha256(candidate.encode()).hexdigest()[:8]}-{worker}"
+    session = None
     try:
-        return _run_and_judge(task, device, config, artifacts, workdir, local, stages, review, built, base, conclude)
+        session = DeviceSession(device, artifacts, {"native": native.runner, "candidate": built.runner}, config, name, local)
+        stages["deploy"] = time.monotonic() - started
+        run_started = time.monotonic()
+
+        def conclude(verdict: Verdict, measurements: list[dict] = ()) -> Verdict:
+            stages["run"] = time.monotonic() - run_started - stages.get("compare", 0.0)
+            return finish(verdict, measurements)
+
+        return _run_and_judge(task, session, stages, review, built, base, conclude)
     finally:
         shutil.rmtree(local, ignore_errors=True)
-        try:
-            device.remove(workdir)
-        except DeviceLost:
-            raise
-        except Exception:
-            pass
+        if session is not None:
+            session.close()
 
 
-def _run_and_judge(task, device, config, artifacts, workdir, local, stages, review, built, base, finish) -> Verdict:
+def _run_and_judge(task, session: DeviceSession, stages, review, built, base, finish) -> Verdict:
     """Calibrate, run the candidate (correctness first), then time native against candidate."""
-    emulated = device.emulated
-    run_counter = {"native": 0, "candidate": 0}
-
-    def run_side(side: str, warmup: int, iterations: int, timeout: float) -> tuple[RunResult, dict | None, Path]:
-        index = run_counter[side]
-        run_counter[side] += 1
-        out = f"{workdir}/out-{side}-{index}"
-        result = device.run(_runner_argv(f"{workdir}/{side}_runner", workdir, out, warmup, iterations, config),
-                            cwd=workdir, timeout=timeout)
-        target = local / f"{side}-{index}"
-        report = None
-        if result.exit_code == 0 and not result.timed_out:
-            device.pull(out, target)
-            report_path = target / "report.json"
-            report = json.loads(report_path.read_text()) if report_path.exists() else None
-        return result, report, target
-
-    # Calibrate on native: how long is one iteration, so each timed run does enough work.
-    probe, probe_report, _ = run_side("native", 1, 3, timeout=600)
-    failure = _failure(probe, "native")
-    if failure or probe_report is None:
-        raise RuntimeError(f"native MNN failed on {task.name}: {failure[1] if failure else 'no report'}")
-    per_iteration = max(min(probe_report["times_ms"]), 1e-3)
-    iterations = 1 if emulated else timing.iterations_for(per_iteration, TARGET_RUN_MS)
-    warmup = 0 if emulated else max(2, iterations // 10)
-    timeout = max(60.0, 20 * probe.seconds * max(1, iterations / 3))
+    artifacts, emulated = session.artifacts, session.device.emulated
+    warmup, iterations, timeout = session.calibrate("native")
 
     # Correctness first, on the candidate's first run (fresh inputs after its timed loop).
-    first, first_report, first_dir = run_side("candidate", warmup, iterations, timeout)
+    first, first_report, first_dir = session.run("candidate", warmup, iterations, timeout)
     failure = _failure(first, "candidate")
     if failure:
         return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, flags=review,
@@ -201,13 +220,13 @@ def _run_and_judge(task, device, config, artifacts, workdir, local, stages, revi
     order = timing.balanced_order(1 if emulated else PAIRS)[:]
     order.remove("candidate")
     for side in order:
-        result, report, _ = run_side(side, warmup, iterations, timeout)
+        result, report, _ = session.run(side, warmup, iterations, timeout)
         failure = _failure(result, side)
         if failure:
             return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(served),
                                   flags=tuple(flags), compiler_output=built.compiler_output, **base))
         (native_runs if side == "native" else candidate_runs).append(report["times_ms"])
-        measurements.append(_measurement(side, run_counter[side] - 1, report, artifacts, iterations))
+        measurements.append(_measurement(side, session.counter[side] - 1, report, artifacts, iterations))
     summary = timing.summarise(native_runs, candidate_runs)
     if summary.speedup > timing.IMPLAUSIBLE_SPEEDUP:
         flags.append(f"implausible speedup {summary.speedup:.1f}x (> {timing.IMPLAUSIBLE_SPEEDUP:.0f}x): review")
