@@ -33,8 +33,9 @@ def test_paper_suite_has_every_row_of_the_table():
 def test_every_task_records_its_mnn_target_and_status():
     tasks, _ = all_tasks("paper")
     for task in tasks:
-        assert task.mnn is not None, task.name
         assert task.status.runnable or task.status.reason, task.name
+        if task.mnn is None:  # only where MNN's converter refuses the model
+            assert not task.status.runnable and "converter refuses" in task.status.reason, task.name
 
 
 def test_cli_lists_tasks_as_json():

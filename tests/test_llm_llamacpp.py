@@ -1,0 +1,118 @@
+"""The in-process backend with the real 0.5B model (installed once into the test model cache).
+
+Generations are kept short (a few dozen tokens) so the module runs in about a minute on
+two cores.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mkbench import store
+from mkbench.llm import Chat, ContextOverflow, Message, Recorder, open_backend
+from test_models import TEST_MODELS, settings_for, small_model  # noqa: F401  (a session fixture)
+
+llama_cpp = pytest.importorskip(
+    "llama_cpp", reason='llama-cpp-python is not installed: CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install --no-cache-dir llama-cpp-python'
+)
+from mkbench.llm.llamacpp import LlamaCppBackend  # noqa: E402
+
+pytestmark = pytest.mark.slow
+N_CTX = 1024
+N_BATCH = 64  # small batches, so short prompts already share whole batches of KV cache
+
+
+@pytest.fixture(scope="module")
+def backend(small_model):  # noqa: F811
+    with LlamaCppBackend(small_model, n_ctx=N_CTX, n_batch=N_BATCH) as loaded:
+        yield loaded
+
+
+@pytest.fixture
+def chat(backend, tmp_path):
+    return Chat(backend, Recorder(store.open_db(tmp_path / "db.sqlite")))
+
+
+def test_greedy_answers_repeat_and_are_recorded(chat, backend, small_model):  # noqa: F811
+    question = [Message("user", "What is 2 + 3? Answer with the number only.")]
+    first = chat(question, temperature=0, max_tokens=8)
+    assert "5" in first.text and first.finish_reason == "stop"
+    assert first.prompt_tokens == backend.count_prompt_tokens(question)
+    assert chat(question, temperature=0, max_tokens=8).text == first.text
+    row = chat.recorder.db.execute(
+        "SELECT model, model_sha256, prompt_tokens, completion_tokens, tokens_per_second FROM llm_calls"
+    ).fetchone()
+    assert row[:4] == (small_model.name, small_model.sha256, first.prompt_tokens, first.completion_tokens)
+    assert row[4] > 0
+
+
+def test_seed_and_temperature_are_per_call(chat):
+    question = [Message("user", "Name a random animal.")]
+    runs = [chat(question, seed=seed, temperature=1.5, max_tokens=6).text for seed in (1, 1, 2, 3)]
+    assert runs[0] == runs[1]
+    assert len(set(runs[1:])) > 1
+
+
+def test_a_shared_prefix_reuses_the_kv_cache_without_changing_answers(chat):
+    context = [Message("system", "You review C++ kernels for the MNN inference engine. " * 8)]
+    first = context + [Message("user", "Name one SIMD instruction set.")]
+    follow_up = first + [Message("assistant", "NEON."), Message("user", "Name another one.")]
+    chat(first, seed=4, temperature=1.0, max_tokens=4)
+    reused = chat(follow_up, seed=4, temperature=1.0, max_tokens=4)
+    assert reused.prompt_tokens > N_BATCH and reused.evaluated_prompt_tokens <= reused.prompt_tokens - N_BATCH
+    chat([Message("user", "Something else entirely.")], max_tokens=1)  # leaves nothing reusable
+    fresh = chat(follow_up, seed=4, temperature=1.0, max_tokens=4)
+    assert fresh.evaluated_prompt_tokens == fresh.prompt_tokens
+    assert fresh.text == reused.text  # same prompt and seed, same answer, whatever the cache held
+
+
+def test_max_tokens_and_stop_strings(chat):
+    counting = [Message("user", "Count from 1 to 20, separated by commas.")]
+    cut = chat(counting, temperature=0, max_tokens=4)
+    assert (cut.finish_reason, cut.completion_tokens) == ("length", 4)
+    stopped = chat(counting, temperature=0, max_tokens=40, stop=["4"])
+    assert stopped.finish_reason == "stop" and "4" not in stopped.text and "3" in stopped.text
+
+
+def test_the_context_guard_fails_or_trims_never_cuts_the_task(chat, backend):
+    task = [Message("system", "You are terse."), Message("user", "Reply with exactly: OK")]
+    filler = "The kernel failed to compile because of a missing header. " * 12
+    history = [
+        Message("assistant", filler),
+        Message("user", filler),
+        Message("assistant", "Fixed."),
+        Message("user", "Reply with exactly: OK"),
+    ]
+    long_prompt = backend.count_prompt_tokens(task + history)
+    max_tokens = N_CTX - long_prompt + 50  # does not fit with the history, fits without its two oldest turns
+    with pytest.raises(
+        ContextOverflow, match=f"prompt is {long_prompt} tokens and the answer may take {max_tokens}, more than the {N_CTX}-token context"
+    ):
+        chat(task + history, max_tokens=max_tokens)
+    trimming = Chat(backend, chat.recorder, on_overflow="trim")
+    answer = trimming(task + history, temperature=0, max_tokens=max_tokens, stop=["\n"])
+    assert answer.trimmed_messages == 2 and answer.messages == tuple(task + history[2:])
+    assert answer.text.strip() and answer.finish_reason == "stop"
+    too_long = N_CTX - backend.count_prompt_tokens([Message("user", filler), Message("user", "c")]) + 1
+    with pytest.raises(ContextOverflow, match="even with every old turn dropped"):
+        trimming([Message("user", filler), Message("assistant", "a"), Message("user", "b"), Message("user", "c")], max_tokens=too_long)
+
+
+def test_a_one_shot_kernel_request_gives_cpp_and_a_recorded_call(chat):
+    answer = chat(
+        [
+            Message("system", "You are an expert C++ programmer. Answer with one ```cpp code block and nothing else."),
+            Message("user", "Write a C++ function `void relu(const float* x, float* y, int n)` that computes y = max(x, 0)."),
+        ],
+        temperature=0,
+        max_tokens=100,
+    )
+    assert answer.code is not None and "relu" in answer.code
+    assert chat.recorder.db.execute("SELECT completion FROM llm_calls WHERE id = ?", [answer.call_id]).fetchone()[0] == answer.text
+
+
+def test_configuration_loads_an_installed_model_by_name(tmp_path, small_model):  # noqa: F811
+    settings = settings_for(tmp_path, TEST_MODELS)
+    with open_backend(f"llama.cpp:{small_model.name}?n_ctx=256", settings) as loaded:
+        assert (loaded.name, loaded.model, loaded.context_length) == ("llama.cpp", small_model.name, 256)
+        assert loaded.model_sha256 == small_model.sha256

@@ -1,0 +1,96 @@
+"""Native MNN builds: keys, caching, the link kit, status, and the store's builds table.
+
+The builds are real (CMake + Ninja + ccache against the pinned tree) and cached in a test home
+(MKBENCH_TEST_HOME, default: the user's cache), so only the first run takes minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import platformdirs
+import pytest
+
+from mkbench import settings as settings_module
+from mkbench import store
+from mkbench.mnn import build, tree
+from mkbench.mnn.toolchain import TARGETS, Toolchain, ToolchainError, toolchain
+
+
+def _test_settings() -> settings_module.Settings:
+    home = Path(os.environ.get("MKBENCH_TEST_HOME") or Path(platformdirs.user_cache_dir("mkbench")) / "test-home")
+    return replace(settings_module.load(), home=home)
+
+
+@pytest.fixture(scope="module")
+def test_settings() -> settings_module.Settings:
+    s = _test_settings()
+    try:
+        tree.open_tree(s)
+    except tree.TreeError as error:
+        pytest.skip(f"MNN tree not found: set MKBENCH_MNN_SRC ({error})")
+    return s
+
+
+def test_library_key_follows_tree_toolchain_and_options(monkeypatch):
+    tc = Toolchain("host", "host-gcc", ("-DX=1",), (), (), "g++ 12", ())
+    key = build.library_key(tc, "a" * 64)
+    assert key == build.library_key(tc, "a" * 64)
+    assert key != build.library_key(tc, "b" * 64)
+    assert key != build.library_key(replace(tc, identity="g++ 13"), "a" * 64)
+    monkeypatch.setitem(build.MNN_OPTIONS, "MNN_AVX512", "ON")
+    assert key != build.library_key(tc, "a" * 64)
+
+
+def test_unknown_target_is_refused():
+    with pytest.raises(ToolchainError, match="unknown target"):
+        toolchain("riscv")
+
+
+def test_status_never_raises_without_a_tree(tmp_path):
+    s = replace(settings_module.load(), home=tmp_path, mnn_src=tmp_path / "nowhere")
+    rows = build.status(s)
+    assert [r.target for r in rows] == list(TARGETS)
+    assert not any(r.built for r in rows)
+
+
+@pytest.mark.slow
+def test_host_build_is_complete_cached_and_recorded(test_settings):
+    native = build.build_native("host", test_settings)
+    assert native.runner.is_file() and os.access(native.runner, os.X_OK)
+    assert native.library.is_file() and native.library_noreg.is_file()
+    members = subprocess.run(["ar", "t", native.library_noreg], capture_output=True, text=True).stdout.split()
+    assert "CPUOPRegister.cpp.o" not in members and "CPUUnary.cpp.o" in members
+    assert "{source}" in native.compile_command and "{output}" in native.compile_command
+    assert "-fno-rtti" in native.compile_command  # why the runner names classes from vtables
+
+    started = time.monotonic()
+    again = build.build_native("host", test_settings)
+    assert again == native and time.monotonic() - started < 5
+
+    db = store.open_db(test_settings.db_path)
+    rows = db.conn.execute("SELECT ok, what FROM builds WHERE target = 'host' AND cache_key = ?", (native.key,)).fetchall()
+    assert (1, "native") in rows or (1, "native-runner") in rows
+    status = {r.target: r for r in build.status(test_settings)}
+    assert status["host"].built and status["host"].directory == native.directory
+
+
+@pytest.mark.slow
+def test_native_runner_refuses_bad_arguments_in_one_line(test_settings):
+    native = build.build_native("host", test_settings)
+    result = subprocess.run([native.runner, "--model"], capture_output=True, text=True)
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+    result = subprocess.run([native.runner, "--model", "m", "--inputs", "i", "--out", "o", "--warmup", "1",
+                             "--iterations", "1", "--threads", "1", "--hint", "NO_SUCH=1"], capture_output=True, text=True)
+    assert result.returncode != 0 and "unknown hint NO_SUCH" in result.stderr
+
+
+@pytest.mark.slow
+def test_arm64_build_is_an_aarch64_binary(test_settings):
+    native = build.build_native("arm64", test_settings)
+    header = native.runner.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
