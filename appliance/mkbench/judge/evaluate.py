@@ -66,16 +66,30 @@ def _failure(result: RunResult, side: str) -> tuple[str, str] | None:
     return None
 
 
-def served_by_candidate(task: Task, served: list[dict]) -> tuple[bool, str]:
-    """Whether the creation-time record shows the candidate serving every target of the task."""
-    targets = task.mnn.targets if task.mnn else ()
-    for op_type, sub_type in targets:
-        records = [r for r in served if r.get("type") == op_type and (sub_type is None or r.get("sub_type") == sub_type)]
+def served_by_candidate(task: Task, served: list[dict]) -> tuple[str, str]:
+    """("ok" | "not-exercised" | "delegated", reason) from the runner's creation-time record.
+
+    Each record says which creator served an op (`served`: candidate | native) and where the
+    execution class it returned is defined (`class_defined_in`): a candidate creator that
+    returns MNN's own execution has delegated the work.
+    """
+    def matches(record: dict, op_type: str, sub_type: str | None) -> bool:
+        if record.get("op_type") != op_type:
+            return False
+        return sub_type is None or str(record.get("sub_type", "")).upper().endswith(sub_type.upper())
+
+    for op_type, sub_type in (task.mnn.targets if task.mnn else ()):
+        label = f"{op_type}{':' + sub_type if sub_type else ''}"
+        records = [r for r in served if matches(r, op_type, sub_type)]
         if not records:
-            return False, f"MNN never asked for {op_type}{':' + sub_type if sub_type else ''} (it lowered the op elsewhere)"
-        if not any(r.get("by") == "candidate" for r in records):
-            return False, f"{op_type}{':' + sub_type if sub_type else ''} was served by native code"
-    return True, ""
+            return "not-exercised", f"MNN never asked for {label} (it lowered the op elsewhere)"
+        by_candidate = [r for r in records if r.get("served") == "candidate"]
+        if not by_candidate:
+            return "not-exercised", f"{label} was served by native code"
+        native_classes = [r.get("execution_class", "?") for r in by_candidate if r.get("class_defined_in") == "native"]
+        if native_classes:
+            return "delegated", f"the candidate's creator returned MNN's own {native_classes[0]} for {label}"
+    return "ok", ""
 
 
 class DeviceSession:
@@ -110,14 +124,18 @@ class DeviceSession:
         return result, report, target
 
     def calibrate(self, label: str = "native") -> tuple[int, int, float]:
-        """(warmup, iterations, timeout) so one timed run does about TARGET_RUN_MS of work."""
+        """(warmup, iterations, timeout) so one timed run does about TARGET_RUN_MS of work.
+
+        Emulated devices run once, untimed: their timings are never reported."""
+        if self.device.emulated:
+            return 0, 1, 3600.0
         probe, report, _ = self.run(label, 1, 3, timeout=600)
         failure = _failure(probe, label)
         if failure or report is None:
             raise RuntimeError(f"native MNN failed: {failure[1] if failure else 'the runner wrote no report'}")
         per_iteration = max(min(report["times_ms"]), 1e-3)
-        iterations = 1 if self.device.emulated else timing.iterations_for(per_iteration, TARGET_RUN_MS)
-        warmup = 0 if self.device.emulated else max(2, iterations // 10)
+        iterations = timing.iterations_for(per_iteration, TARGET_RUN_MS)
+        warmup = max(2, iterations // 10)
         return warmup, iterations, max(60.0, 20 * probe.seconds * max(1, iterations / 3))
 
     def close(self) -> None:
@@ -195,8 +213,8 @@ def _run_and_judge(task, session: DeviceSession, stages, review, built, base, fi
                               compiler_output=built.compiler_output, **base))
     served = (first_report or {}).get("served", [])
     exercised, why = served_by_candidate(task, served)
-    if not exercised:
-        return finish(Verdict("not-exercised", why, compiled=True, correct=False, served=tuple(served), flags=review,
+    if exercised != "ok":
+        return finish(Verdict(exercised, why, compiled=True, correct=False, served=tuple(served), flags=review,
                               compiler_output=built.compiler_output, **base))
     compare_started = time.monotonic()
     max_abs, max_rel = 0.0, 0.0
@@ -211,13 +229,17 @@ def _run_and_judge(task, session: DeviceSession, stages, review, built, base, fi
         max_abs, max_rel = max(max_abs, result.max_abs_error or 0), max(max_rel, result.max_rel_error or 0)
     stages["compare"] = time.monotonic() - compare_started
 
+    if emulated:  # correctness only: no timing is taken where none could be reported
+        return finish(Verdict("correct", "", compiled=True, correct=True, max_abs_error=max_abs, max_rel_error=max_rel,
+                              served=tuple(served), flags=review, compiler_output=built.compiler_output, **base))
+
     # Timing: balanced pairs; the first candidate run counts as the first pair's candidate.
     native_runs, candidate_runs, measurements = [], [first_report["times_ms"]], []
     flags = list(review)
     if first_report.get("threads_after", 0) > first_report.get("threads_before", 0):
         flags.append(f"threads: {first_report['threads_after'] - first_report['threads_before']} left running after the kernel")
     measurements.append(_measurement("candidate", 0, first_report, artifacts, iterations))
-    order = timing.balanced_order(1 if emulated else PAIRS)[:]
+    order = timing.balanced_order(PAIRS)
     order.remove("candidate")
     for side in order:
         result, report, _ = session.run(side, warmup, iterations, timeout)
@@ -230,14 +252,13 @@ def _run_and_judge(task, session: DeviceSession, stages, review, built, base, fi
     summary = timing.summarise(native_runs, candidate_runs)
     if summary.speedup > timing.IMPLAUSIBLE_SPEEDUP:
         flags.append(f"implausible speedup {summary.speedup:.1f}x (> {timing.IMPLAUSIBLE_SPEEDUP:.0f}x): review")
-    if summary.unstable and not emulated:
+    if summary.unstable:
         flags.append(f"unstable timing: per-pair speedups {summary.speedup_low:.2f}-{summary.speedup_high:.2f}")
-    reportable = not emulated
     return finish(Verdict(
         "correct", "", compiled=True, correct=True, max_abs_error=max_abs, max_rel_error=max_rel,
         native_median_ms=summary.native_median_ms, candidate_median_ms=summary.candidate_median_ms,
-        speedup=summary.speedup if reportable else None, speedup_low=summary.speedup_low if reportable else None,
-        speedup_high=summary.speedup_high if reportable else None, timing_reportable=reportable,
+        speedup=summary.speedup, speedup_low=summary.speedup_low, speedup_high=summary.speedup_high,
+        timing_reportable=True,
         served=tuple(served), flags=tuple(flags), compiler_output=built.compiler_output,
         **base), measurements)
 
@@ -264,7 +285,7 @@ def record(db, task: Task, candidate: str, device: Device, verdict: Verdict, con
             "max_abs_error": verdict.max_abs_error, "max_rel_error": verdict.max_rel_error,
             "native_median_ms": verdict.native_median_ms, "candidate_median_ms": verdict.candidate_median_ms,
             "speedup": verdict.speedup, "speedup_low": verdict.speedup_low, "speedup_high": verdict.speedup_high,
-            "timing_reportable": int(verdict.timing_reportable), "served": json.dumps(list(verdict.served)),
+            "timing_reportable": int(verdict.timing_reportable), "served_by": json.dumps(list(verdict.served)),
             "judge_settings": json.dumps(config, sort_keys=True), "stage_seconds": json.dumps(verdict.stage_seconds),
             "flags": json.dumps(list(verdict.flags)),
         }
