@@ -1,18 +1,18 @@
 """Native MNN builds: keys, caching, the link kit, status, and the store's builds table.
 
-The builds are real (CMake + Ninja + ccache against the pinned tree) and cached in a test home
-(MKBENCH_TEST_HOME, default: the user's cache), so only the first run takes minutes.
+The builds are real (CMake + Ninja + ccache against the pinned tree) and live in the shared build
+cache (MKBENCH_BUILDS, see conftest.py), so only the first run takes minutes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
+import uuid
 from dataclasses import replace
-from pathlib import Path
 
-import platformdirs
 import pytest
 
 from mkbench import settings as settings_module
@@ -21,14 +21,9 @@ from mkbench.mnn import build, tree
 from mkbench.mnn.toolchain import TARGETS, Toolchain, ToolchainError, toolchain
 
 
-def _test_settings() -> settings_module.Settings:
-    home = Path(os.environ.get("MKBENCH_TEST_HOME") or Path(platformdirs.user_cache_dir("mkbench")) / "test-home")
-    return replace(settings_module.load(), home=home)
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def test_settings() -> settings_module.Settings:
-    s = _test_settings()
+    s = settings_module.load()
     try:
         tree.open_tree(s)
     except tree.TreeError as error:
@@ -59,7 +54,7 @@ def test_status_never_raises_without_a_tree(tmp_path):
 
 
 @pytest.mark.slow
-def test_host_build_is_complete_cached_and_recorded(test_settings):
+def test_host_build_is_complete_and_cached(test_settings):
     native = build.build_native("host", test_settings)
     assert native.runner.is_file() and os.access(native.runner, os.X_OK)
     assert native.library.is_file() and native.library_noreg.is_file()
@@ -71,12 +66,25 @@ def test_host_build_is_complete_cached_and_recorded(test_settings):
     started = time.monotonic()
     again = build.build_native("host", test_settings)
     assert again == native and time.monotonic() - started < 5
-
-    db = store.open_db(test_settings.db_path)
-    rows = db.conn.execute("SELECT ok, what FROM builds WHERE target = 'host' AND cache_key = ?", (native.key,)).fetchall()
-    assert (1, "native") in rows or (1, "native-runner") in rows
     status = {r.target: r for r in build.status(test_settings)}
     assert status["host"].built and status["host"].directory == native.directory
+
+
+@pytest.mark.slow
+def test_a_new_runner_reuses_the_library_and_is_recorded(test_settings, monkeypatch):
+    native = build.build_native("host", test_settings)
+    fresh_key = f"test-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(build, "runner_key", lambda: fresh_key)
+    try:
+        started = time.monotonic()
+        rebuilt = build.build_native("host", test_settings)
+        assert time.monotonic() - started < 120  # the runner layer only, not MNN
+        assert rebuilt.library == native.library and rebuilt.runner != native.runner and rebuilt.runner.is_file()
+        db = store.open_db(test_settings.db_path)
+        rows = db.conn.execute("SELECT ok, what FROM builds WHERE target = 'host' AND cache_key = ?", (native.key,)).fetchall()
+        assert rows == [(1, "native")]
+    finally:
+        shutil.rmtree(native.directory / f"runner-{fresh_key}", ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -135,10 +135,76 @@ def tasks_show(name: str) -> None:
     click.echo(task.path.read_text())
 
 
+@tasks.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="where the tasks are written  [default: the tasks folder's imported/]")
+@click.option("--timeout", default=120.0, show_default=True, help="seconds one file may take to build, run and export")
+@click.option("--workers", default=1, show_default=True, help="files imported at once")
+def tasks_import(paths: tuple[str, ...], out_dir: str | None, timeout: float, workers: int) -> None:
+    """Import task files in KernelBench's format (a file, a folder of them, or a folder of category folders)."""
+    from pathlib import Path
+
+    from . import settings as settings_module
+    from .tasks.kernelbench import TorchMissing, import_files
+
+    try:
+        results = import_files([Path(p) for p in paths], Path(out_dir) if out_dir else settings_module.load().tasks_dir / "imported",
+                               timeout, workers)
+    except TorchMissing as error:
+        fail(str(error))
+    for result in results:
+        click.echo(result.line)
+    if any(not r.ok for r in results):
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- mnn
 @main.group()
 def mnn() -> None:
     """The pinned MNN tree and its builds."""
+
+
+@mnn.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def mnn_status(as_json: bool) -> None:
+    """The tree and each target's build: present, missing, and how to get them."""
+    from .mnn import build as mnn_build
+
+    rows = mnn_build.status()
+    if as_json:
+        echo_json([r.__dict__ for r in rows])
+        return
+    for r in rows:
+        click.echo(f"{r.target:<6} {'built' if r.built else 'not built':<10} {r.toolchain:<40} {r.detail}")
+
+
+@mnn.command("build")
+@click.option("--target", "targets", multiple=True, type=click.Choice(["host", "arm64"]), default=("host",),
+              show_default=True)
+def mnn_build_command(targets: tuple[str, ...]) -> None:
+    """Build (or reuse) MNN's CPU library and our runner for each target (minutes, once)."""
+    from .mnn import build as mnn_build
+    from .mnn.tree import TreeError
+
+    for target in targets:
+        try:
+            native = mnn_build.build_native(target)
+        except (TreeError, mnn_build.BuildError, RuntimeError) as error:
+            fail(f"{target}: {str(error).splitlines()[0]}")
+        click.echo(f"{target}: {native.directory}")
+
+
+@mnn.command("fetch")
+def mnn_fetch() -> None:
+    """Clone the pinned MNN tag (needs a network; offline it says how to supply the tree)."""
+    from .mnn import tree
+    from .mnn.tree import TreeError
+
+    try:
+        click.echo(tree.fetch())
+    except TreeError as error:
+        fail(str(error))
 
 
 # ---------------------------------------------------------------- devices
@@ -376,6 +442,27 @@ def _store_noise_floors(device, floors) -> None:
     store_noise_floors(store.open_db(settings_module.load().db_path), device, floors)
 
 
+# ---------------------------------------------------------------- show
+@main.command()
+@click.argument("attempt_id", type=int)
+@click.option("--full", is_flag=True, help="whole prompts and answers, not only their openings")
+@click.option("--json", "as_json", is_flag=True, help="the attempt, its steps and LLM calls as JSON")
+def show(attempt_id: int, full: bool, as_json: bool) -> None:
+    """Replay one attempt's trajectory: every prompt, answer, tool call, lint result and verdict."""
+    from . import settings as settings_module
+    from . import store
+    from .agents import trajectory
+
+    db = store.open_db(settings_module.load().db_path)
+    try:
+        if as_json:
+            echo_json(trajectory.load(db, attempt_id))
+        else:
+            click.echo(trajectory.render(db, attempt_id, full=full), nl=False)
+    except trajectory.AttemptNotFound as error:
+        fail(str(error))
+
+
 # ---------------------------------------------------------------- run / report / export
 def _run_summary_exit(summary) -> None:
     sys.exit(0 if summary.status == "finished" else 3)
@@ -386,7 +473,7 @@ def _run_summary_exit(summary) -> None:
 @click.option("--suite", default=None, help="paper (default), extra, imported, or all")
 @click.option("--tasks", "task_words", default=None, help="all (every runnable task, the default), smoke, or names: Sin,Cos")
 @click.option("--category", "categories", multiple=True, help="keep only this category (repeatable)")
-@click.option("--generator", "-g", "generators", multiple=True, help="one-shot (default), pass@k, moka (repeatable)")
+@click.option("--generator", "-g", "generators", multiple=True, help="one-shot (default), pass@k, moka, moka-no-tree, moka-no-errors, moka-no-accel (repeatable)")
 @click.option("--mode", "modes", multiple=True, help="whole-file (default) or scaffolded (repeatable)")
 @click.option("--model", default=None, help="LLM backend, e.g. llama.cpp (default model) or openai:URL?model=NAME")
 @click.option("--device", "-d", "devices", multiple=True, help="host (default), emulator, qemu-arm64, all, or an adb serial (repeatable)")

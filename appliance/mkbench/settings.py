@@ -38,14 +38,11 @@ class Settings:
     mnn_src: Path | None  # MKBENCH_MNN_SRC: the pinned MNN tree (dir or tarball)
     ndk_home: Path | None  # ANDROID_NDK_HOME: preferred arm64 toolchain when set
     models_dir: Path  # MKBENCH_MODELS: GGUF files and their registry
+    builds_dir: Path  # MKBENCH_BUILDS: MNN builds and candidate workspaces (shareable cache)
 
     @property
     def db_path(self) -> Path:
         return self.home / "mkbench.sqlite"
-
-    @property
-    def builds_dir(self) -> Path:
-        return self.home / "builds"
 
     @property
     def cache_dir(self) -> Path:
@@ -66,4 +63,5 @@ def load() -> Settings:
         mnn_src=_optional_path("MKBENCH_MNN_SRC"),
         ndk_home=_optional_path("ANDROID_NDK_HOME"),
         models_dir=_optional_path("MKBENCH_MODELS") or home / "models",
+        builds_dir=_optional_path("MKBENCH_BUILDS") or home / "builds",
     )

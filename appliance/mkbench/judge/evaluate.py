@@ -29,6 +29,7 @@ from .compare import compare_all
 from .verdict import Verdict
 
 TARGET_RUN_MS = 300.0  # work per timed run on a real device: more narrows the noise
+MIN_RUN_TIMEOUT = 60.0  # seconds a run may take before the kernel is judged never to return
 PAIRS = 3  # native/candidate pairs, balanced order
 
 
@@ -136,7 +137,7 @@ class DeviceSession:
         per_iteration = max(min(report["times_ms"]), 1e-3)
         iterations = timing.iterations_for(per_iteration, TARGET_RUN_MS)
         warmup = max(2, iterations // 10)
-        return warmup, iterations, max(60.0, 20 * probe.seconds * max(1, iterations / 3))
+        return warmup, iterations, max(MIN_RUN_TIMEOUT, 20 * probe.seconds * max(1, iterations / 3))
 
     def close(self) -> None:
         try:
