@@ -46,8 +46,9 @@ def judge_settings(task: Task) -> dict:
     return {"threads": settings_module.JUDGE_THREADS, "precision": settings_module.JUDGE_PRECISION, "hints": hints}
 
 
-def _runner_argv(runner: str, workdir: str, out: str, warmup: int, iterations: int, config: dict) -> list[str]:
-    argv = [runner, "--model", f"{workdir}/task.mnn", "--inputs", f"{workdir}/inputs", "--out", out,
+def _runner_argv(runner: str, workdir: str, out: str, warmup: int, iterations: int, config: dict,
+                 inputs: str = "inputs") -> list[str]:
+    argv = [runner, "--model", f"{workdir}/task.mnn", "--inputs", f"{workdir}/{inputs}", "--out", out,
             "--warmup", str(warmup), "--iterations", str(iterations), "--threads", str(config["threads"]),
             "--precision", config["precision"]]
     for name, value in sorted(config["hints"].items()):
@@ -108,13 +109,19 @@ class DeviceSession:
         device.push(artifacts.mnn_model, f"{self.workdir}/task.mnn")
         for path in sorted(artifacts.inputs.rglob("*.npy")):
             device.push(path, f"{self.workdir}/inputs/{path.relative_to(artifacts.inputs).as_posix()}")
+        # The same timing inputs without the correctness sets, for runs that are only timed.
+        for path in sorted((artifacts.inputs / "timing").glob("*.npy")):
+            device.push(path, f"{self.workdir}/timing_inputs/timing/{path.name}")
 
-    def run(self, label: str, warmup: int, iterations: int, timeout: float) -> tuple[RunResult, dict | None, Path]:
-        """Run one runner; on success pull its outputs and report into a local folder."""
+    def run(self, label: str, warmup: int, iterations: int, timeout: float,
+            check: bool = False) -> tuple[RunResult, dict | None, Path]:
+        """Run one runner (with the correctness sets when check=True); on success pull its
+        outputs and report into a local folder."""
         index = self.counter.get(label, 0)
         self.counter[label] = index + 1
         out = f"{self.workdir}/out-{label}-{index}"
-        argv = _runner_argv(f"{self.workdir}/{label}_runner", self.workdir, out, warmup, iterations, self.config)
+        argv = _runner_argv(f"{self.workdir}/{label}_runner", self.workdir, out, warmup, iterations, self.config,
+                            "inputs" if check else "timing_inputs")
         result = self.device.run(argv, cwd=self.workdir, timeout=timeout)
         target = self.local / f"{label}-{index}"
         report = None
@@ -207,7 +214,7 @@ def _run_and_judge(task, session: DeviceSession, stages, review, built, base, fi
     warmup, iterations, timeout = session.calibrate("native")
 
     # Correctness first, on the candidate's first run (fresh inputs after its timed loop).
-    first, first_report, first_dir = session.run("candidate", warmup, iterations, timeout)
+    first, first_report, first_dir = session.run("candidate", warmup, iterations, timeout, check=True)
     failure = _failure(first, "candidate")
     if failure:
         return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, flags=review,
