@@ -134,3 +134,26 @@ def test_suspicious_symbols_are_flagged():
     assert any(f.startswith("clock") for f in flags("auto t = std::chrono::steady_clock::now();"))
     assert any(f.startswith("process") for f in flags("system(\"rm -rf /\");"))
     assert flags(ABS) == []
+
+
+BINARY_ADD = (Path(__file__).parent / "fixtures" / "candidates" / "binary_add.cpp").read_text()
+
+
+@pytest.mark.slow
+def test_broadcast_binary_task_exercises_the_kernel_with_the_recorded_hint(judge):
+    task = get_task("Add")  # [4,3,64,64] + [1,3,1,1]
+    assert task.mnn.hints.get("GEOMETRY_COMPUTE_MASK")
+    verdict = judge(BINARY_ADD, "Add")
+    assert verdict.verdict == "correct", verdict.reason
+    assert any(r.get("served") == "candidate" for r in verdict.served)
+
+
+@pytest.mark.slow
+def test_without_the_hint_mnn_never_asks_the_kernel(host, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(evaluate_module, "MIN_RUN_TIMEOUT", 15.0)
+    task = get_task("Add")
+    bare = replace(task, mnn=replace(task.mnn, hints={}))
+    verdict = evaluate_module.evaluate(bare, BINARY_ADD, host)
+    assert verdict.verdict == "not-exercised", verdict.reason

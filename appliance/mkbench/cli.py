@@ -105,7 +105,7 @@ def tasks_validate(names: tuple[str, ...], suite: str, workers: int, write: bool
         for task, check in zip(found, checks):
             task_validate.findings_to_spec(task, check)
         found, errors = _load_tasks(suite, names)
-    summary = task_validate.summarise(found, checks)
+    summary = task_validate.summarise(found, checks, written=write)
     if as_json:
         echo_json({"summary": summary.__dict__, "tasks": [task_validate.to_json(c) for c in checks]})
     else:

@@ -25,6 +25,7 @@ import onnx
 from ..judge.compare import compare_all
 from ..mnn import convert as mnn_convert
 from . import model as task_model
+from ..settings import JUDGE_HINTS
 from .native import run_native
 from .spec import Task, Tolerance
 
@@ -37,6 +38,7 @@ class TaskCheck:
     problems: tuple[str, ...]  # one line each; empty when the task is sound
     node_tests: int  # onnx node test cases reproduced for this task's operator (0: none exist)
     converted_ops: tuple[str, ...] = ()
+    hints: tuple[tuple[str, int], ...] = ()
     kind: str | None = None
     targets: tuple[tuple[str, str | None], ...] = ()
     native_ok: bool | None = None  # None: native MNN could not be run
@@ -44,6 +46,25 @@ class TaskCheck:
     runnable: bool = False
     reason: str = ""  # why not runnable, one line, with the figure
     notes: tuple[str, ...] = field(default_factory=tuple)
+    mismatch: str = ""  # the spec's recorded [mnn] differs from what conversion gives now
+
+
+# GEOMETRCOMPUTEMASK_ALL - GEOMETRCOMPUTEMASK_USELOOP (include/MNN/Interpreter.hpp): with the
+# loop lowering off, a broadcast BinaryOp runs as Raster + BinaryOp and asks the creator.
+NO_LOOP_GEOMETRY = 0xFFFF - (1 << 2)
+
+
+def runtime_hints(task: Task, targets) -> dict[str, int]:
+    """Runtime hints a task needs so that MNN asks the kernel for its op at all.
+
+    By default MNN's geometry stage lowers a float BinaryOp with a broadcast input into a
+    While op run by CPULoop, which calls MNN's math directly and never the creator
+    (MNN-NOTES). The judge turns that lowering off for such tasks, for native and candidate.
+    """
+    shapes = {i.shape for i in task.inputs} | {c.shape for c in task.constants if c.shape}
+    if any(op_type == "BinaryOp" for op_type, _ in targets) and len(shapes) > 1:
+        return {"GEOMETRY_COMPUTE_MASK": NO_LOOP_GEOMETRY}
+    return {}
 
 
 def classify(ops: list[mnn_convert.ConvertedOp]) -> tuple[str, tuple[tuple[str, str | None], ...]]:
@@ -154,18 +175,21 @@ def check_task(task: Task) -> TaskCheck:
             reason = f"MNN's converter refuses the model: {error}"
             return TaskCheck(task.name, tuple(problems), node_count, reason=reason, notes=tuple(nonfinite))
         kind, targets = classify(ops)
+        hints = runtime_hints(task, targets)
         labels = tuple(op.label for op in mnn_convert.compute_ops(ops))
         native_ok, native_error, native_reason = None, None, ""
         try:
-            actual = run_native(mnn_path, inputs, [o.name for o in task.outputs], Path(tmp) / "native")
+            actual = run_native(mnn_path, inputs, [o.name for o in task.outputs], Path(tmp) / "native",
+                                hints={**JUDGE_HINTS, **hints})
             result = compare_all(reference, actual, task.tolerance)
             native_ok, native_error = result.ok, result.max_abs_error
             native_reason = result.reason
         except Exception as error:
             native_reason = str(error)[:200]
-    if task.mnn is not None:
-        if task.mnn.kind != kind or tuple(task.mnn.targets) != targets:
-            problems.append(f"spec records {task.mnn.kind} {list(task.mnn.targets)}, conversion gives {kind} {list(targets)}")
+    mismatch = ""
+    if task.mnn is None or task.mnn.kind != kind or tuple(task.mnn.targets) != targets or task.mnn.hints != hints:
+        recorded = f"{task.mnn.kind} {list(task.mnn.targets)} {task.mnn.hints}" if task.mnn else "nothing"
+        mismatch = f"spec records {recorded}, conversion gives {kind} {list(targets)} {hints} (run with --write)"
     reason = ""
     if nonfinite:
         reason = "reference not finite in fp32: " + nonfinite[0]
@@ -176,8 +200,8 @@ def check_task(task: Task) -> TaskCheck:
     elif not native_ok:
         reason = f"native MNN disagrees with the reference: {native_reason}"
     runnable = not reason and not problems
-    return TaskCheck(task.name, tuple(problems), node_count, labels, kind, targets, native_ok, native_error,
-                     runnable, reason, tuple(nonfinite))
+    return TaskCheck(task.name, tuple(problems), node_count, labels, tuple(sorted(hints.items())), kind, targets,
+                     native_ok, native_error, runnable, reason, tuple(nonfinite), mismatch)
 
 
 def validate(tasks: list[Task], workers: int = 2) -> list[TaskCheck]:
@@ -212,19 +236,24 @@ def findings_to_spec(task: Task, check: TaskCheck) -> None:
 
     if check.kind:
         write_section(task.path, "mnn", {"kind": check.kind, "targets": [list(t) if t[1] else [t[0]] for t in check.targets],
-                                         "converted_ops": list(check.converted_ops)})
+                                         "converted_ops": list(check.converted_ops),
+                                         "hints": dict(check.hints) or None})
     reason = check.reason or "; ".join(check.problems)
     write_section(task.path, "status", {"runnable": check.runnable, "reason": reason})
 
 
-def summarise(tasks: list[Task], checks: list[TaskCheck]) -> Summary:
+def summarise(tasks: list[Task], checks: list[TaskCheck], written: bool = False) -> Summary:
+    """Failures are what is wrong with the suite as written; with written=True the findings
+    were just recorded in the specs, so recorded-vs-found differences are gone."""
     failures, not_runnable, by_kind = [], [], {}
     for task, check in zip(tasks, checks):
         for problem in check.problems:
             failures.append(f"{task.name}: {problem}")
-        if task.status.runnable and not check.runnable and not check.problems:
+        if check.mismatch and not written:
+            failures.append(f"{task.name}: {check.mismatch}")
+        if not written and task.status.runnable and not check.runnable and not check.problems:
             failures.append(f"{task.name}: declared runnable, but {check.reason}")
-        if not task.status.runnable and check.runnable:
+        if not written and not task.status.runnable and check.runnable:
             failures.append(f"{task.name}: declared not runnable ({task.status.reason}), but it passes every check now")
         if check.runnable:
             by_kind[check.kind] = by_kind.get(check.kind, 0) + 1
