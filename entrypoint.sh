@@ -33,7 +33,7 @@ setup_debian() {
 
 setup_python() {
     local extras="$1"
-    if ! "$PYTHON" -c "import mkbench, click, sqlite_utils, onnx, adbutils, _mnncengine" 2>/dev/null \
+    if ! "$PYTHON" -c "import mkbench, click, sqlite_utils, onnx, adbutils, _mnncengine, matplotlib, tree_sitter_cpp" 2>/dev/null \
         || [ "${MKBENCH_REINSTALL:-0}" = 1 ]; then
         log "installing mkbench[$extras]"
         "$PYTHON" -m pip install -q -e "$here[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
@@ -56,16 +56,16 @@ setup_torch() {
 command="${1:-run-all}"
 case "$command" in
     setup)
-        setup_debian; setup_python "llm,agents,test"
+        setup_debian; setup_python "llm,agents,report,test"
         ;;
     test)
         shift || true
-        setup_debian; setup_python "llm,agents,test"; setup_torch
+        setup_debian; setup_python "llm,agents,report,test"; setup_torch
         cd "$here"
         exec "$PYTHON" -m pytest -ra "$@" tests
         ;;
     *)
-        setup_debian; setup_python "llm,agents"
+        setup_debian; setup_python "llm,agents,report"
         exec "$PYTHON" -m mkbench.cli "$@"
         ;;
 esac

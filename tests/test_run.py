@@ -27,7 +27,6 @@ from mkbench.devices import DeviceLost, DeviceNotFound
 from mkbench.judge.verdict import Verdict
 from mkbench.llm.chat import Message
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- stub generators
@@ -323,6 +322,18 @@ def test_a_lost_device_waits_for_resume_while_the_others_finish(generators, stub
     assert len(items_of(db, summary.run_id)) == 12
 
 
+def test_every_device_lost_ends_the_run_instead_of_hanging(generators, stub_devices):
+    stub_devices["stub-a"] = StubDevice("stub-a", fail_after=1)
+    stub_devices["stub-b"] = StubDevice("stub-b", fail_after=2)
+    generators("stub", lambda mode, config: FixedVerdict(mode=mode, device_calls=True))
+    started = time.monotonic()
+    summary = run.run_all(run.RunConfig(tasks=("smoke",), generators=("stub",), devices=("stub-a", "stub-b"),
+                                        reconnect_seconds=0.3), progress=quiet())
+    assert time.monotonic() - started < 10
+    assert (summary.status, summary.finished, summary.pending) == ("interrupted", 3, 9)
+    assert set(summary.lost_devices) == {"stub-a", "stub-b"}
+
+
 def test_a_lost_device_that_comes_back_goes_on(generators, stub_devices):
     device = stub_devices["stub-a"] = StubDevice("stub-a", fail_after=2)
     generators("stub", lambda mode, config: FixedVerdict(mode=mode, device_calls=True))
@@ -349,26 +360,38 @@ def test_a_lost_device_that_comes_back_goes_on(generators, stub_devices):
 class Evaluating(FixedVerdict):
     """Generates (sleeps), then holds the device the way evaluate() does: workdir ... remove."""
 
+    solving = 0
+    most_solving = 0
+    span: list[float] = []  # the first start and every end
+    lock = threading.Lock()
+
     def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
-        time.sleep(0.1)  # the LLM and the build
+        with Evaluating.lock:
+            Evaluating.solving += 1
+            Evaluating.most_solving = max(Evaluating.most_solving, Evaluating.solving)
+            Evaluating.span = Evaluating.span or [time.monotonic()]
+        time.sleep(0.15)  # the LLM and the build
         workdir = device.workdir(f"{task.name}-{device.worker}")
         try:
             time.sleep(0.1)  # the measurement
         finally:
             device.remove(workdir)
+        with Evaluating.lock:
+            Evaluating.solving -= 1
+            Evaluating.span.append(time.monotonic())
         return super().solve(task, device, chat, budget, db, run_id)
 
 
 def test_one_evaluation_at_a_time_per_device_while_generation_overlaps(generators, stub_devices):
     device = stub_devices["stub-a"] = StubDevice("stub-a")
     generators("evaluating", lambda mode, config: Evaluating("evaluating", mode))
-    started = time.monotonic()
     summary = run.run_all(run.RunConfig(tasks=("smoke",), generators=("evaluating",), devices=("stub-a",),
                                         workers_per_device=2), progress=quiet())
-    elapsed = time.monotonic() - started
+    elapsed = Evaluating.span[-1] - Evaluating.span[0]
     assert summary.finished == 6 and device.evaluations == 6
-    assert device.overlaps > 0  # a second worker was ready while the first measured, and waited
-    assert elapsed < 6 * 0.2  # generation overlapped measurement
+    assert Evaluating.most_solving == 2  # two workers served the phone at once...
+    assert device.overlaps == 0  # ...but never two evaluations on it at once
+    assert elapsed < 6 * 0.25  # generation overlapped measurement (one after the other: 6 x 0.25 s)
 
 
 def test_failed_attempts_are_recorded_stop_the_run_and_are_retried_on_resume(generators):
@@ -420,7 +443,7 @@ def test_cli_run_all_list_resume_show_report_export(generators, tmp_path):
     generators("stub", lambda mode, config: FixedVerdict(mode=mode, wrong=("Slice", "ReduceL1")))
     config = tmp_path / "run.toml"
     config.write_text('tasks = "smoke"\ngenerators = ["stub"]\n')
-    runner = CliRunner(mix_stderr=False)
+    runner = CliRunner()
     result = runner.invoke(main, ["run-all", "--config", str(config), "--quiet", "--json"])
     assert result.exit_code == 0, result.output + result.stderr
     run_id = json.loads(result.stdout)["run_id"]
@@ -438,3 +461,47 @@ def test_cli_run_all_list_resume_show_report_export(generators, tmp_path):
     assert exported.exit_code == 0 and (tmp_path / "csv" / f"{run_id}-attempts.csv").is_file()
     missing = runner.invoke(main, ["run", "resume", "nope"])
     assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
+
+
+# ---------------------------------------------------------------- a generator that records its own attempt
+
+
+class Recording:
+    """Records through agents.attempt.Attempt, as the real generators do (a fake judge stands in
+    for the compiler and the device): the row opens as running and is closed by finish()."""
+
+    def __init__(self, name: str, mode: str, give_up: bool = False):
+        self.name, self.mode, self.give_up = name, mode, give_up
+
+    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+        from mkbench.agents.attempt import Attempt, Candidate
+
+        def judge(task, source, device, db=None, worker="0", run_id=None):
+            assert worker == device.worker  # the run's worker name reaches the build folder
+            return Verdict("correct", "", task.name, device.serial, True, True, speedup=1.5, timing_reportable=True)
+
+        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, judge=judge,
+                                worker=device.worker)
+        attempt.judge(Candidate("// code", "// code"))
+        return attempt.finish("llm-error: server down" if self.give_up else "solved")
+
+
+def test_a_generator_recording_its_own_attempt(generators, tmp_path):
+    replay = tmp_path / "none.jsonl"
+    replay.write_text("")
+    generators("recording", lambda mode, config: Recording("recording", mode), uses_llm=True)
+    summary = run.run_all(run.RunConfig(tasks=("Sin", "Slice"), generators=("recording",), model=f"replay:{replay}"),
+                          progress=quiet())
+    assert (summary.status, summary.finished) == ("finished", 2)
+    db = store.open_db(run.settings_module.load().db_path)
+    rows = list(db.query("SELECT status, summary FROM attempts"))
+    assert [r["status"] for r in rows] == ["finished", "finished"]  # one row each: the generator's, completed
+    assert json.loads(rows[0]["summary"])["best_verdict"]["speedup"] == 1.5
+    from mkbench import report
+
+    result = report.build_report(db, summary.run_id)
+    assert result.by_generator[0].fcr == 1.0 and result.by_generator[0].fast[1.0] == 1.0
+    generators("quitter", lambda mode, config: Recording("quitter", mode, give_up=True), uses_llm=True)
+    quit_summary = run.run_all(run.RunConfig(tasks=("Sin",), generators=("quitter",), model=f"replay:{replay}"),
+                               progress=quiet())
+    assert (quit_summary.finished, quit_summary.failed) == (0, 1)  # the generator's "failed" stands

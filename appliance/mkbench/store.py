@@ -124,6 +124,33 @@ MIGRATIONS: list[str] = [
         tokens_per_second REAL
     );
     """,
+    # v2: runs that resume and record their provenance; devices per run (lost or not); noise floors.
+    """
+    ALTER TABLE runs ADD COLUMN config_key TEXT;          -- sha256 of the selection: the same command finds its run
+    ALTER TABLE runs ADD COLUMN provenance TEXT;          -- JSON: versions, MNN, toolchains, model, sampling, devices
+    ALTER TABLE runs ADD COLUMN updated_at REAL;
+    CREATE INDEX runs_config_key ON runs(config_key);
+    CREATE TABLE run_devices (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        serial TEXT NOT NULL,               -- as selected: host, qemu-arm64, an adb serial
+        slot TEXT NOT NULL,                 -- the queue it serves: its serial, or "pool"
+        device_id TEXT,                     -- sha256 of its fingerprint, once seen
+        status TEXT NOT NULL,               -- active | lost | done
+        detail TEXT NOT NULL,               -- one line: why lost, when back
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (run_id, serial)
+    );
+    CREATE TABLE noise_floors (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        device_id TEXT NOT NULL,
+        task TEXT NOT NULL,                 -- a task name, or "*" for the device's overall floor
+        low REAL NOT NULL,                  -- lowest native/native speedup seen
+        high REAL NOT NULL                  -- highest
+    );
+    CREATE INDEX noise_floors_device ON noise_floors(device_id, task);
+    CREATE INDEX attempts_item ON attempts(run_id, task, generator, mode, device_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

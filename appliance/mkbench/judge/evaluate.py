@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import settings as settings_module
 from .. import store
-from ..devices import Device, DeviceLost, RunResult
+from ..devices import Device, DeviceLost, RunResult, store_device
 from ..mnn import build as mnn_build
 from ..mnn import inject
 from ..tasks.spec import Task
@@ -30,6 +30,8 @@ from .verdict import Verdict
 
 TARGET_RUN_MS = 300.0  # work per timed run on a real device: more narrows the noise
 MIN_RUN_TIMEOUT = 60.0  # seconds a run may take before the kernel is judged never to return
+HOT_CELSIUS = 50.0  # above this (any thermal zone) a phone cools down before the next timed run
+COOL_DOWN_SECONDS = 120.0  # the longest wait for it
 PAIRS = 3  # native/candidate pairs, balanced order
 
 
@@ -122,14 +124,31 @@ class DeviceSession:
         out = f"{self.workdir}/out-{label}-{index}"
         argv = _runner_argv(f"{self.workdir}/{label}_runner", self.workdir, out, warmup, iterations, self.config,
                             "inputs" if check else "timing_inputs")
+        before = self.cool_down()
         result = self.device.run(argv, cwd=self.workdir, timeout=timeout)
+        after = self.device.read_state()
         target = self.local / f"{label}-{index}"
         report = None
         if result.exit_code == 0 and not result.timed_out:
             self.device.pull(out, target)
             report_path = target / "report.json"
             report = json.loads(report_path.read_text()) if report_path.exists() else None
+            if report is not None:
+                report["device_state"] = {"before": before, "after": after}
         return result, report, target
+
+    def cool_down(self) -> dict:
+        """Wait while the device is hot (TVM's habit: phones throttle near 90 °C); returns
+        the state the run starts from."""
+        waited = 0.0
+        state = self.device.read_state()
+        while _hottest(state) >= HOT_CELSIUS and waited < COOL_DOWN_SECONDS and not self.device.emulated:
+            time.sleep(5.0)
+            waited += 5.0
+            state = self.device.read_state()
+        if waited:
+            state = {**state, "cooled_down_seconds": waited}
+        return state
 
     def calibrate(self, label: str = "native") -> tuple[int, int, float]:
         """(warmup, iterations, timeout) so one timed run does about TARGET_RUN_MS of work.
@@ -153,6 +172,11 @@ class DeviceSession:
             raise
         except Exception:
             pass
+
+
+def _hottest(state: dict) -> float:
+    temperatures = [t for t in (state.get("temperatures_c") or {}).values() if isinstance(t, (int, float))]
+    return max(temperatures, default=0.0)
 
 
 def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = "0", run_id: str | None = None,
@@ -279,11 +303,7 @@ def _measurement(side: str, round_index: int, report: dict, artifacts, iteration
 
 def record(db, task: Task, candidate: str, device: Device, verdict: Verdict, config: dict, measurements, run_id) -> Verdict:
     """Store the verdict, its timings and the device's fingerprint; returns it with its row id."""
-    fingerprint = device.fingerprint()
-    device_id = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()
-    if db["devices"].count_where("id = ?", [device_id]) == 0:
-        store.insert(db, "devices", {"id": device_id, "serial": device.serial, "emulated": int(device.emulated),
-                                     "abi": device.abi, "fingerprint": fingerprint, "first_seen": time.time()})
+    device_id = store_device(db, device)  # the fingerprint, stored once; its state goes with the measurements
     with store.transaction(db):
         row = {
             "created_at": time.time(), "run_id": run_id, "task": task.name, "task_sha256": task.sha256,

@@ -1,0 +1,613 @@
+"""The paper's metrics for a run, as a terminal table, Markdown, PNG plots and CSV.
+
+Everything is read from the database, so a report is rebuilt without re-running anything:
+
+    report = build_report(db, run_id)       # metrics per generator, per category, per device
+    print(format_table(report))             # or to_markdown(report); plot(report, folder)
+    export_csv(db, run_id, folder)          # attempts.csv and llm_calls.csv (columns below)
+
+Definitions (an item is one generator's attempt at one task on one device; the denominator is
+every item the run planned, so a task never attempted counts as a failure, as in the paper):
+- CSR: share of items whose best kernel compiled. FCR: share whose best kernel is correct.
+- fast_p: share of items, on devices whose timings are reportable (not emulated), whose best
+  kernel is correct and more than p times as fast as native MNN. A speedup inside the device's
+  noise floor for the task (from `mkbench selftest`; the device's overall floor when the task has
+  none) is parity: it counts as 1.0, never as a win.
+- pass@1 and pass@k: the unbiased estimator (Chen et al., 2021) over the candidates an attempt
+  judged (n per attempt, c correct), averaged over items; an attempt with n < k counts as pass@n.
+  k is the most candidates any of the generator's attempts judged.
+- geomean: geometric mean of the (parity-adjusted) speedups of correct, timed kernels.
+- cost: mean LLM calls, tokens (prompt + completion) and wall seconds per finished attempt.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import store
+
+DEFAULT_PS = (0.5, 1.0, 1.5)
+OVERALL = "*"  # the task name of a device's overall noise floor
+
+
+# ---------------------------------------------------------------- noise floors
+
+
+def record_noise_floor(db, device_id: str, task: str, low: float, high: float) -> int:
+    """Store one noise floor (native against native: the lowest and highest speedup seen) for a
+    device and a task, or the device's overall floor with task "*". The newest row wins."""
+    if not low <= high:
+        raise ValueError(f"a noise floor needs low <= high, got {low} > {high}")
+    return store.insert(db, "noise_floors", {"created_at": time.time(), "device_id": device_id, "task": task,
+                                             "low": float(low), "high": float(high)})
+
+
+def store_noise_floors(db, device, floors: Iterable) -> list[int]:
+    """Store what `mkbench selftest` measured (objects with task, low, high) under the device's id."""
+    from .devices import store_device
+
+    key = store_device(db, device)
+    return [record_noise_floor(db, key, floor.task, floor.low, floor.high) for floor in floors]
+
+
+def noise_floors(db, device_id: str) -> dict[str, tuple[float, float]]:
+    """A device's floors by task (newest per task); "*" is its overall floor: the stored one, else
+    the widest of its task floors (a task without its own floor gets the conservative band)."""
+    floors: dict[str, tuple[float, float]] = {}
+    for row in db.query("SELECT task, low, high FROM noise_floors WHERE device_id = ? ORDER BY created_at, id", [device_id]):
+        floors[row["task"]] = (row["low"], row["high"])
+    tasks = [v for k, v in floors.items() if k != OVERALL]
+    if OVERALL not in floors and tasks:
+        floors[OVERALL] = (min(low for low, _ in tasks), max(high for _, high in tasks))
+    return floors
+
+
+def noise_floor(db, device_id: str, task: str) -> tuple[float, float] | None:
+    """The band inside which a speedup of this task on this device is parity; None if never measured."""
+    floors = noise_floors(db, device_id)
+    return floors.get(task) or floors.get(OVERALL)
+
+
+# ---------------------------------------------------------------- one item's outcome
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One work item as the report sees it: its best kernel, its cost, and how its speed counts."""
+
+    task: str
+    category: str
+    kind: str | None
+    generator: str
+    mode: str
+    slot: str
+    device: str  # serial ("" when a pooled item was never attempted)
+    device_id: str | None
+    reportable: bool  # the device's timings are real (not emulated)
+    status: str  # finished | failed | missing
+    attempt_id: int | None = None
+    verdict: str | None = None
+    compiled: bool = False
+    correct: bool = False
+    speedup: float | None = None  # as measured (None: not timed, or not reportable)
+    floor: tuple[float, float] | None = None
+    candidates: int = 0
+    correct_candidates: int = 0
+    llm_calls: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def parity(self) -> bool:
+        """Correct, timed, and inside the noise floor: as fast as native, within the noise."""
+        return self.timed and self.floor is not None and self.floor[0] <= self.speedup <= self.floor[1]
+
+    @property
+    def timed(self) -> bool:
+        return self.correct and self.reportable and self.speedup is not None
+
+    @property
+    def effective_speedup(self) -> float | None:
+        """The speedup as the metrics count it: 1.0 inside the noise floor."""
+        if not self.timed:
+            return None
+        return 1.0 if self.parity else self.speedup
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run's planned items joined with their attempts, evaluations, devices and floors."""
+
+    run_id: str
+    created_at: float
+    status: str
+    config: dict
+    provenance: dict
+    outcomes: tuple[Outcome, ...]
+    attempts: tuple[dict, ...]  # every attempt row of the run, with its evaluation and outcome fields
+    devices: dict[str, dict]  # serial -> {device_id, emulated, slot, status}
+
+
+def latest_run(db) -> str | None:
+    """The newest run written by run-all."""
+    row = db.conn.execute("SELECT id FROM runs WHERE config_key IS NOT NULL ORDER BY created_at DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def load_run(db, run_id: str) -> RunData:
+    """Read everything the report and the export need about one run."""
+    rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not rows:
+        raise LookupError(f"no run {run_id!r}: see `mkbench run list`")
+    run = rows[0]
+    config, prov = _json(run["config"]), _json(run.get("provenance"))
+    tasks = {t["name"]: t for t in config.get("tasks", [])}
+    emulated = {r["id"]: bool(r["emulated"]) for r in db.query("SELECT id, emulated FROM devices")}
+    devices, slot_of, serial_of = {}, {}, {}
+    for r in db.query("SELECT serial, slot, device_id, status FROM run_devices WHERE run_id = ? ORDER BY rowid", [run_id]):
+        devices[r["serial"]] = {"device_id": r["device_id"], "emulated": emulated.get(r["device_id"], False),
+                                "slot": r["slot"], "status": r["status"]}
+        slot_of[r["device_id"]] = r["slot"]
+        serial_of[r["device_id"]] = r["serial"]
+    floors = {r["device_id"]: noise_floors(db, r["device_id"]) for r in devices.values() if r["device_id"]}
+
+    attempts = []
+    for a in db.query("SELECT * FROM attempts WHERE run_id = ? ORDER BY created_at, id", [run_id]):
+        evaluation = None
+        if a["best_evaluation_id"] is not None:
+            found = list(db.query("SELECT * FROM evaluations WHERE id = ?", [a["best_evaluation_id"]]))
+            evaluation = found[0] if found else None
+        device_floors = floors.get(a["device_id"]) or noise_floors(db, a["device_id"])
+        floor = device_floors.get(a["task"]) or device_floors.get(OVERALL)
+        task = tasks.get(a["task"], {})
+        reportable = not emulated.get(a["device_id"], False)
+        outcome = _outcome(a, evaluation, task, slot_of.get(a["device_id"], a["device_id"]),
+                           serial_of.get(a["device_id"], a["device_id"]), reportable, floor)
+        attempts.append({"row": a, "evaluation": evaluation, "outcome": outcome})
+
+    # Each planned item: its newest finished attempt, else its newest failed one, else missing.
+    chosen: dict[tuple, Outcome] = {}
+    for entry in attempts:
+        o = entry["outcome"]
+        if o.status not in ("finished", "failed"):
+            continue  # an attempt still running, or cut short by a kill: the item is redone on resume
+        key = (o.task, o.generator, o.mode, o.slot)
+        if o.status == "finished" or chosen.get(key) is None or chosen[key].status != "finished":
+            chosen[key] = o
+    slots = list(dict.fromkeys(d["slot"] for d in devices.values()))
+    outcomes = []
+    for name in tasks:
+        for slot in slots:
+            for generator in config.get("run", {}).get("generators", []):
+                for mode in config.get("run", {}).get("modes", []):
+                    found = chosen.get((name, generator, mode, slot))
+                    if found is None:
+                        members = [(s, d) for s, d in devices.items() if d["slot"] == slot]
+                        serial = members[0][0] if len(members) == 1 else ""
+                        found = Outcome(name, tasks[name].get("category", "?"), tasks[name].get("kind"), generator, mode, slot,
+                                        serial, members[0][1]["device_id"] if len(members) == 1 else None,
+                                        any(not d["emulated"] for _, d in members), "missing")
+                    outcomes.append(found)
+    return RunData(run_id, run["created_at"], run["status"], config, prov, tuple(outcomes), tuple(attempts), devices)
+
+
+def _outcome(a: dict, evaluation: dict | None, task: dict, slot: str, serial: str, reportable: bool,
+             floor: tuple[float, float] | None) -> Outcome:
+    summary = _json(a["summary"])
+    best = summary.get("best_verdict") or (summary.get("best") if isinstance(summary.get("best"), dict) else None) or {}
+    if evaluation is not None:
+        verdict = evaluation["verdict"]
+        compiled, correct = verdict != "compile-error", verdict == "correct"
+        speedup = evaluation["speedup"] if evaluation["timing_reportable"] else None
+    elif best:
+        verdict, compiled, correct = best.get("verdict"), bool(best.get("compiled")), bool(best.get("correct"))
+        speedup = best.get("speedup") if best.get("timing_reportable", True) else None
+    else:
+        verdict, compiled, correct, speedup = None, False, False, None
+    candidates = summary.get("candidates")
+    if isinstance(candidates, list) and candidates:
+        n, c = len(candidates), sum(1 for v in candidates if v.get("correct"))
+    else:
+        n, c = (1, int(correct)) if verdict else (0, 0)
+    return Outcome(
+        task=a["task"], category=task.get("category", "?"), kind=task.get("kind"), generator=a["generator"], mode=a["mode"],
+        slot=slot, device=serial, device_id=a["device_id"], reportable=reportable, status=a["status"], attempt_id=a["id"],
+        verdict=verdict, compiled=compiled and a["status"] == "finished", correct=correct and a["status"] == "finished",
+        speedup=speedup, floor=floor, candidates=n, correct_candidates=c, llm_calls=int(summary.get("llm_calls") or 0),
+        tokens=int(summary.get("prompt_tokens") or 0) + int(summary.get("completion_tokens") or 0),
+        seconds=float(summary.get("seconds") or 0.0))
+
+
+def _json(text) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The paper's metrics (and ours) over a group of items; shares are fractions in [0, 1]."""
+
+    group: tuple[str, ...]
+    items: int
+    compiled: int
+    correct: int
+    csr: float
+    fcr: float
+    timed_items: int  # items on devices with reportable timings: fast_p's denominator
+    fast: dict[float, float | None]  # p -> share (None: no reportable device)
+    wins: int  # correct, timed, faster than native beyond the noise floor
+    parity: int  # correct, timed, inside the noise floor
+    geomean: float | None
+    pass_1: float | None
+    pass_k: float | None
+    k: int
+    calls_per_task: float | None
+    tokens_per_task: float | None
+    seconds_per_task: float | None
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k of one task with n samples of which c are correct (n < k: pass@n)."""
+    if n <= 0:
+        return 0.0
+    if n < k:
+        return 1.0 if c else 0.0
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def metrics(group: tuple[str, ...], outcomes: Iterable[Outcome], ps: Iterable[float] = DEFAULT_PS,
+            k: int | None = None) -> Metrics:
+    """The metrics of one group of items (k for pass@k: by default the most candidates an attempt judged)."""
+    items = list(outcomes)
+    total = len(items)
+    compiled = sum(o.compiled for o in items)
+    correct = sum(o.correct for o in items)
+    eligible = [o for o in items if o.reportable]
+    timed = [o for o in items if o.timed]
+    fast = {p: (sum(1 for o in timed if o.effective_speedup > p) / len(eligible) if eligible else None) for p in ps}
+    speeds = [o.effective_speedup for o in timed]
+    geomean = math.exp(sum(math.log(s) for s in speeds) / len(speeds)) if speeds else None
+    judged = [o for o in items if o.status == "finished" and o.candidates]
+    k = k or max((o.candidates for o in judged), default=1)
+    attempted = [o for o in items if o.status != "missing"]
+    pass_1 = sum(o.correct_candidates / o.candidates if o.candidates else 0.0 for o in attempted) / total if attempted else None
+    pass_k = sum(pass_at_k(o.candidates, o.correct_candidates, k) for o in attempted) / total if attempted else None
+    finished = [o for o in items if o.status == "finished"]
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    return Metrics(
+        group=group, items=total, compiled=compiled, correct=correct, csr=compiled / total if total else 0.0,
+        fcr=correct / total if total else 0.0, timed_items=len(eligible), fast=fast,
+        wins=sum(1 for o in timed if o.effective_speedup > 1.0), parity=sum(1 for o in timed if o.parity),
+        geomean=geomean, pass_1=pass_1, pass_k=pass_k, k=k, calls_per_task=mean([o.llm_calls for o in finished]),
+        tokens_per_task=mean([o.tokens for o in finished]), seconds_per_task=mean([o.seconds for o in finished]))
+
+
+@dataclass(frozen=True)
+class Report:
+    """A run's metrics by generator, by generator and category, by generator and device."""
+
+    run_id: str
+    status: str
+    ps: tuple[float, ...]
+    by_generator: tuple[Metrics, ...]
+    by_category: tuple[Metrics, ...]
+    by_device: tuple[Metrics, ...]
+    data: RunData
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def build_report(db, run_id: str | None = None, ps: Iterable[float] = DEFAULT_PS) -> Report:
+    """The metrics of a run (the newest if none is named)."""
+    run_id = run_id or latest_run(db)
+    if run_id is None:
+        raise LookupError("no run in the database yet: start one with `mkbench run-all`")
+    data = load_run(db, run_id)
+    ps = tuple(sorted(set(float(p) for p in ps)))
+    several_modes = len({o.mode for o in data.outcomes}) > 1
+
+    def label(o: Outcome) -> str:
+        return f"{o.generator} ({o.mode})" if several_modes else o.generator
+
+    k_of: dict[str, int] = {}  # one k per generator, whatever the group
+    for o in data.outcomes:
+        if o.status == "finished":
+            k_of[label(o)] = max(k_of.get(label(o), 1), o.candidates)
+
+    def grouped(key) -> tuple[Metrics, ...]:
+        groups: dict[tuple, list[Outcome]] = {}
+        for o in data.outcomes:
+            groups.setdefault(key(o), []).append(o)
+        return tuple(metrics(g, v, ps, k_of.get(g[0], 1)) for g, v in groups.items())
+
+    def device_label(o: Outcome) -> str:
+        return o.device or f"({o.slot}, not attempted)"
+
+    notes = []
+    for serial, d in data.devices.items():
+        if d["emulated"]:
+            notes.append(f"{serial} is emulated: correctness only, its timings are not reported")
+        elif d["device_id"] and not noise_floors(db, d["device_id"]):
+            notes.append(f"{serial} has no noise floor: speedups are taken as measured (run `mkbench selftest {serial}`)")
+        if d["status"] == "lost":
+            notes.append(f"{serial} was lost during the run")
+    missing = sum(o.status == "missing" for o in data.outcomes)
+    failed = sum(o.status == "failed" for o in data.outcomes)
+    if missing or failed:
+        notes.append(f"{missing} items not attempted and {failed} failed by a harness fault count as not compiled "
+                     f"(`mkbench run resume {run_id}` completes them)")
+    return Report(run_id, data.status, ps, grouped(lambda o: (label(o),)),
+                  tuple(sorted(grouped(lambda o: (label(o), o.category)), key=lambda m: (m.group[1], m.group[0]))),
+                  grouped(lambda o: (label(o), device_label(o))), data, tuple(notes))
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _columns(report: Report) -> list[str]:
+    return (["items", "CSR", "FCR"] + [f"fast_{p:.1f}" if round(p, 1) == p else f"fast_{p:g}" for p in report.ps]
+            + ["pass@1", "pass@k", "geomean", "wins", "parity", "calls/task", "tokens/task", "s/task"])
+
+
+def _cells(m: Metrics, ps: tuple[float, ...]) -> list[str]:
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}"
+
+    def num(value: float | None, digits: int = 0) -> str:
+        return "—" if value is None else f"{value:,.{digits}f}"
+
+    return ([str(m.items), pct(m.csr), pct(m.fcr)] + [pct(m.fast[p]) for p in ps]
+            + [pct(m.pass_1), f"{pct(m.pass_k)} (k={m.k})" if m.pass_k is not None else "—",
+               "—" if m.geomean is None else f"{m.geomean:.2f}x", str(m.wins), str(m.parity),
+               num(m.calls_per_task, 1), num(m.tokens_per_task), num(m.seconds_per_task)])
+
+
+def tables(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for each table of the report; shares in %."""
+    cols = _columns(report)
+    return [
+        ("By generator", ["generator"] + cols, [list(m.group) + _cells(m, report.ps) for m in report.by_generator]),
+        ("By device", ["generator", "device"] + cols, [list(m.group) + _cells(m, report.ps) for m in report.by_device]),
+        ("By category", ["generator", "category"] + cols, [list(m.group) + _cells(m, report.ps) for m in report.by_category]),
+    ]
+
+
+def format_table(report: Report) -> str:
+    """The report as aligned plain-text tables for a terminal."""
+    out = [f"run {report.run_id} ({report.status}): shares in % of items; fast_p counts parity (inside the noise floor) as 1.0"]
+    for title, header, rows in tables(report):
+        widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+        out += ["", title]
+        for row in [header] + rows:
+            out.append("  ".join(str(c).ljust(w) if i < len(header) - len(_columns(report)) else str(c).rjust(w)
+                                 for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+    out += [""] + [f"note: {n}" for n in report.notes]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_markdown(report: Report, plots: Iterable[Path] = ()) -> str:
+    """The report as Markdown: provenance, the three tables, notes and plots."""
+    prov = report.data.provenance
+    model = prov.get("model") or {}
+    mnn = prov.get("mnn") or {}
+    lines = [f"# mkbench run {report.run_id}", "",
+             f"- status: {report.status}; mkbench {prov.get('mkbench_version', '?')}; "
+             f"MNN {mnn.get('tag', '?')} ({str(mnn.get('commit', '?'))[:12]})",
+             f"- suite: {prov.get('suite', {}).get('name', '?')} ({prov.get('suite', {}).get('tasks', '?')} tasks, "
+             f"hash {str(prov.get('suite', {}).get('hash', '?'))[:12]})",
+             f"- model: {model.get('model', '—')} ({model.get('backend', '—')}, sha256 {str(model.get('sha256') or '—')[:12]})",
+             f"- devices: {', '.join(report.data.devices) or '—'}", "",
+             "Shares are % of items (task × generator × device); fast_p counts a speedup inside the device's "
+             "noise floor as parity (1.0).", ""]
+    for title, header, rows in tables(report):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    if report.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    for path in plots:
+        lines += [f"![{path.stem}]({path.name})", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def plot(report: Report, folder: Path) -> tuple[list[Path], str]:
+    """speedups.png (distribution per generator) and categories.png (metrics per category);
+    returns the files and a one-line message (why plots were skipped, if they were)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], "plots skipped: matplotlib is not installed (pip install 'mkbench[report]')"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    generators = [m.group[0] for m in report.by_generator]
+    several_modes = len({o.mode for o in report.data.outcomes}) > 1
+    label_of = (lambda o: f"{o.generator} ({o.mode})") if several_modes else (lambda o: o.generator)
+
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(generators) + 2), 4))
+    speeds = [[o.effective_speedup for o in report.data.outcomes if label_of(o) == g and o.timed] for g in generators]
+    if any(speeds):
+        ax.boxplot([s or [float("nan")] for s in speeds], showfliers=False)
+        for i, values in enumerate(speeds, start=1):
+            ax.scatter([i + 0.08 * ((j % 5) - 2) for j in range(len(values))], values, s=14, alpha=0.6)
+        ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter, LogLocator
+
+        ax.yaxis.set_major_locator(LogLocator(base=2))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    else:
+        ax.text(0.5, 0.5, "no timed correct kernels", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xticks(range(1, len(generators) + 1), generators)
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylabel("speedup over native MNN (parity = 1.0)")
+    ax.set_title(f"Speedups of correct kernels, run {report.run_id}", fontsize=9)
+    fig.tight_layout()
+    paths.append(folder / "speedups.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    categories = sorted({m.group[1] for m in report.by_category})
+    shown = [("CSR", lambda m: m.csr), ("FCR", lambda m: m.fcr), ("fast_1.0", lambda m: m.fast.get(1.0))]
+    fig, axes = plt.subplots(1, len(shown), figsize=(min(18, 3 + 0.5 * len(categories) * len(shown)), 3.8), sharey=True)
+    width = 0.8 / max(1, len(generators))
+    by_key = {m.group: m for m in report.by_category}
+    for ax, (name, value) in zip(axes, shown):
+        for gi, g in enumerate(generators):
+            heights = [100 * (value(by_key[(g, c)]) or 0) if (g, c) in by_key else 0 for c in categories]
+            ax.bar([ci + gi * width for ci in range(len(categories))], heights, width, label=g)
+        ax.set_xticks([ci + width * (len(generators) - 1) / 2 for ci in range(len(categories))], categories,
+                      rotation=60, ha="right", fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(0, 100)
+    axes[0].set_ylabel("% of items")
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(folder / "categories.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths, ""
+
+
+def write_report(db, run_id: str | None, folder: Path | None, ps: Iterable[float] = DEFAULT_PS,
+                 plots: bool = True) -> tuple[Report, Path, list[Path], str]:
+    """Build the report and write report.md (and the plots) into folder (default: MKBENCH_HOME/reports/RUN)."""
+    from . import settings as settings_module
+
+    report = build_report(db, run_id, ps)
+    folder = folder or settings_module.load().home / "reports" / report.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, message = plot(report, folder) if plots else ([], "")
+    markdown = folder / "report.md"
+    markdown.write_text(to_markdown(report, paths))
+    return report, markdown, paths, message
+
+
+# ---------------------------------------------------------------- CSV export
+
+# Stable column names (documented in the README): add at the end, never rename or reorder.
+ATTEMPT_COLUMNS = (
+    "run_id", "attempt_id", "created_at", "task", "category", "kind", "generator", "mode", "slot", "device_serial",
+    "device_id", "device_emulated", "status", "error", "stopped_by", "llm_calls", "prompt_tokens", "completion_tokens",
+    "seconds", "candidates", "correct_candidates", "best_evaluation_id", "verdict", "reason", "compiled", "correct",
+    "max_abs_error", "max_rel_error", "native_median_ms", "candidate_median_ms", "speedup", "speedup_low",
+    "speedup_high", "timing_reportable", "noise_floor_low", "noise_floor_high", "parity", "effective_speedup", "flags",
+    "served_by", "judge_settings", "stage_seconds", "task_sha256", "candidate_sha256",
+)
+ATTEMPT_TEXT_COLUMNS = ("candidate", "compiler_output")  # with --full
+LLM_CALL_COLUMNS = (
+    "run_id", "call_id", "attempt_id", "task", "generator", "mode", "device_id", "created_at", "role", "backend",
+    "model", "model_sha256", "seed", "temperature", "max_tokens", "prompt_tokens", "completion_tokens", "wall_seconds",
+    "tokens_per_second", "prompt_messages", "prompt_chars", "completion_chars",
+)
+LLM_CALL_TEXT_COLUMNS = ("prompt", "completion")  # with --full
+
+
+def attempt_rows(data: RunData, full: bool = False) -> list[dict[str, Any]]:
+    """One dict per attempt of the run, keyed by ATTEMPT_COLUMNS (+ the text columns when full)."""
+    rows = []
+    for entry in data.attempts:
+        a, e, o = entry["row"], entry["evaluation"] or {}, entry["outcome"]
+        summary = _json(a["summary"])
+        best = summary.get("best_verdict") or {}
+        row = {
+            "run_id": a["run_id"], "attempt_id": a["id"], "created_at": a["created_at"], "task": o.task,
+            "category": o.category, "kind": o.kind, "generator": o.generator, "mode": o.mode, "slot": o.slot,
+            "device_serial": o.device, "device_id": o.device_id, "device_emulated": int(not o.reportable) if o.device_id else None,
+            "status": a["status"], "error": summary.get("error"), "stopped_by": summary.get("stopped_by"),
+            "llm_calls": summary.get("llm_calls"), "prompt_tokens": summary.get("prompt_tokens"),
+            "completion_tokens": summary.get("completion_tokens"), "seconds": summary.get("seconds"),
+            "candidates": o.candidates, "correct_candidates": o.correct_candidates,
+            "best_evaluation_id": a["best_evaluation_id"], "verdict": o.verdict, "reason": e.get("reason"),
+            "compiled": int(o.compiled), "correct": int(o.correct), "max_abs_error": e.get("max_abs_error"),
+            "max_rel_error": e.get("max_rel_error"), "native_median_ms": e.get("native_median_ms"),
+            "candidate_median_ms": e.get("candidate_median_ms"), "speedup": e.get("speedup", best.get("speedup")),
+            "speedup_low": e.get("speedup_low", best.get("speedup_low")),
+            "speedup_high": e.get("speedup_high", best.get("speedup_high")),
+            "timing_reportable": e.get("timing_reportable", int(bool(best.get("timing_reportable"))) if best else None),
+            "noise_floor_low": o.floor[0] if o.floor else None, "noise_floor_high": o.floor[1] if o.floor else None,
+            "parity": int(o.parity), "effective_speedup": o.effective_speedup, "flags": e.get("flags"),
+            "served_by": e.get("served_by", e.get("served")), "judge_settings": e.get("judge_settings"), "stage_seconds": e.get("stage_seconds"),
+            "task_sha256": e.get("task_sha256"), "candidate_sha256": e.get("candidate_sha256"),
+        }
+        if full:
+            row.update(candidate=e.get("candidate"), compiler_output=e.get("compiler_output"))
+        rows.append(row)
+    return rows
+
+
+def llm_call_rows(db, data: RunData, full: bool = False) -> list[dict[str, Any]]:
+    """One dict per LLM call attached to the run's attempts, keyed by LLM_CALL_COLUMNS."""
+    by_attempt = {entry["row"]["id"]: entry["row"] for entry in data.attempts}
+    rows = []
+    if not by_attempt:
+        return rows
+    marks = ", ".join("?" for _ in by_attempt)
+    for c in db.query(f"SELECT * FROM llm_calls WHERE attempt_id IN ({marks}) ORDER BY id", list(by_attempt)):
+        a = by_attempt[c["attempt_id"]]
+        prompt = c["prompt"] or "[]"
+        try:
+            messages = json.loads(prompt)
+        except json.JSONDecodeError:
+            messages = []
+        row = {
+            "run_id": data.run_id, "call_id": c["id"], "attempt_id": c["attempt_id"], "task": a["task"],
+            "generator": a["generator"], "mode": a["mode"], "device_id": a["device_id"], "created_at": c["created_at"],
+            "role": c["role"], "backend": c["backend"], "model": c["model"], "model_sha256": c["model_sha256"],
+            "seed": c["seed"], "temperature": c["temperature"], "max_tokens": c["max_tokens"],
+            "prompt_tokens": c["prompt_tokens"], "completion_tokens": c["completion_tokens"],
+            "wall_seconds": c["wall_seconds"], "tokens_per_second": c["tokens_per_second"],
+            "prompt_messages": len(messages), "prompt_chars": sum(len(m.get("content", "")) for m in messages if isinstance(m, dict)),
+            "completion_chars": len(c["completion"] or ""),
+        }
+        if full:
+            row.update(prompt=prompt, completion=c["completion"])
+        rows.append(row)
+    return rows
+
+
+def export_csv(db, run_id: str | None, folder: Path | None = None, full: bool = False) -> tuple[Path, Path]:
+    """Write RUN-attempts.csv and RUN-llm_calls.csv (default folder: MKBENCH_HOME/exports); returns both paths."""
+    from . import settings as settings_module
+
+    run_id = run_id or latest_run(db)
+    if run_id is None:
+        raise LookupError("no run in the database yet: start one with `mkbench run-all`")
+    data = load_run(db, run_id)
+    folder = folder or settings_module.load().home / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    attempts_path, calls_path = folder / f"{run_id}-attempts.csv", folder / f"{run_id}-llm_calls.csv"
+    _write_csv(attempts_path, ATTEMPT_COLUMNS + (ATTEMPT_TEXT_COLUMNS if full else ()), attempt_rows(data, full))
+    _write_csv(calls_path, LLM_CALL_COLUMNS + (LLM_CALL_TEXT_COLUMNS if full else ()), llm_call_rows(db, data, full))
+    return attempts_path, calls_path
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    partial = path.with_suffix(".partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="raise")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    partial.replace(path)
