@@ -363,3 +363,21 @@ def test_cli_devices_and_emulator_commands(device, emulator, adb_server):
     assert stopped.exit_code == 0 and "stopped" in stopped.output
     serials = {i.serial: i.state for i in adbutils.AdbClient(port=adb_server.port).list()}
     assert serials.get(f"127.0.0.1:{port}") != "device"
+
+
+def test_a_whole_task_evaluation_through_adb(device, emulator):
+    """The judge drives the emulator through the real adb server: push, run under qemu, pull."""
+    from mkbench.judge.evaluate import evaluate
+    from mkbench.mnn import tree as mnn_tree
+    from mkbench.tasks import get_task
+
+    try:
+        mnn_tree.locate()
+    except Exception as error:
+        pytest.skip(f"MNN tree not found ({error}): set MKBENCH_MNN_SRC")
+    source = (settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp").read_text()
+    verdict = evaluate(get_task("Abs"), source, device)
+    assert verdict.verdict == "correct", verdict.reason
+    assert not verdict.timing_reportable and verdict.speedup is None  # emulated: never reported
+    broken = source.replace("std::fabs(src[i])", "src[i]")
+    assert evaluate(get_task("Abs"), broken, device).verdict == "wrong-values"
