@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "appliance"))
 
-from mkbench.tasks.spec import Task, load_suite, write_section  # noqa: E402
+from mkbench.tasks.spec import Task, load_suite, write_section
 
 PAPER = ROOT / "tasks" / "paper"
 
@@ -247,8 +247,8 @@ add(["Det", "Det_2d", "Det_3d"], unary("torch.linalg.det(x)"))
 add(["Einsum", "Einsum_elementwise"], stored("equation", (), "return torch.einsum(self.equation, a, b)", args=("a", "b")))
 add(["Einsum_diagonal", "Einsum_sum_all", "Einsum_transpose"], stored("equation", (), "return torch.einsum(self.equation, x)"))
 _LINEAR = ("in_features, out_features, alpha=1.0, beta=1.0, with_bias=True",
-           "self.alpha = alpha\nself.beta = beta  # the bias enters once (beta=1), through nn.Linear\n"
-           "self.linear = nn.Linear(in_features, out_features, bias=with_bias)")
+           ("self.alpha = alpha\nself.beta = beta  # the bias enters once (beta=1), through nn.Linear\n"
+            "self.linear = nn.Linear(in_features, out_features, bias=with_bias)"))
 add("Gemm", Template("return self.alpha * self.linear(x)", params=_LINEAR[0], init=_LINEAR[1], values=(512, 256, 1.0, 1.0, True)))
 add("Gemm_scalar_bias", Template("return self.alpha * self.linear(x)", params=_LINEAR[0], init=_LINEAR[1],
                                  values=(256, 512, 1.0, 1.0, True)))
@@ -271,8 +271,9 @@ for _op, _fn in [("ArgMax", "argmax"), ("ArgMin", "argmin")]:
     add(f"{_op}_keepdims_example", unary(f"torch.{_fn}(x, dim=0, keepdim=True)"))
     add(f"{_op}_negative_axis_keepdims_example", unary(f"torch.{_fn}(x, dim=-1, keepdim=True)"))
 add("ReduceL1", stored("noop_with_empty_axes=0, keepdims=1", (0, 1),
-                       "# no axes: the L1 norm of every element\n"
-                       "return torch.linalg.vector_norm(x, ord=1, dim=None, keepdim=bool(self.keepdims))"))
+                       "# no axes: the L1 norm of every element, kept as [1, 1, 1] by a reshape\n"
+                       "norm = torch.linalg.vector_norm(x, ord=1)\n"
+                       "return norm.reshape([1] * x.dim()) if self.keepdims else norm"))
 _L1 = "return torch.linalg.vector_norm(x, ord=1, dim=self.axes, keepdim=bool(self.keepdims))"
 add("ReduceL1_2d_input", stored("axes, keepdims=1", (1, 0), _L1))
 add("ReduceL1_multiple_axes", stored("axes, keepdims=1", ((0, 2), 0), _L1))
@@ -319,7 +320,7 @@ add("Range", Template("return torch.arange(start, limit, delta)", args=("start",
 add("Reshape", stored("target_shape", ((16, -1),), "return x.reshape(self.target_shape)"))
 add("ScatterElements", stored("axis", (1,), "return x.scatter(self.axis, indices, updates)", args=("x", "indices", "updates")))
 add(["Slice", "StridedSlice"], stored("axis, start, end", (1, 3, 6), "return torch.narrow(x, self.axis, self.start, self.end - self.start)"))
-add("Tile", stored("multiples", ((1, 2, 3),), "return torch.tile(x, self.multiples)"))
+add("Tile", stored("multiples", ((1, 2, 3),), "return x.repeat(self.multiples)"))
 add("TopK", stored("k", (10,), "return torch.topk(x, self.k).values"))
 add(["TopK_3d", "TopK_dim0"], stored("k, dim=-1", (), "return torch.topk(x, self.k, dim=self.dim).values"))
 add("TopK_indices", stored("k, dim=-1", (10, -1), "return torch.topk(x, self.k, dim=self.dim).indices"))
@@ -333,7 +334,7 @@ add(["Unique_sorted_with_axis", "Unique_sorted_with_axis_3d"], stored(
 add(["Where", "Where_broadcast", "Where_scalar"], Template("return torch.where(condition, a, b)", args=("condition", "a", "b")))
 
 # Logic
-add("And", binary("torch.logical_and(a, b)"))
+add("And", binary("torch.logical_and(a.bool(), b.bool())"))  # the published export casts each input twice
 add("BitWiseOr", binary("torch.bitwise_or(a, b)"))
 add("BitWiseXor", binary("torch.bitwise_xor(a, b)"))
 add("BitwiseAnd", binary("torch.bitwise_and(a, b)"))
