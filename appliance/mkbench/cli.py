@@ -77,6 +77,7 @@ def tasks_list(suite: str, category: str | None, as_json: bool) -> None:
     rows = [{"name": t.name, "suite": t.suite, "category": t.category, "operator": t.operator,
              "kind": t.mnn.kind if t.mnn else None, "targets": [list(x) for x in t.mnn.targets] if t.mnn else [],
              "runnable": t.status.runnable, "status": "runnable" if t.status.runnable else t.status.reason,
+             "judgeable": t.status.judgeable, "judge_reason": t.status.judge_reason,
              "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in t.inputs]}
             for t in found]
     if as_json:
@@ -86,7 +87,8 @@ def tasks_list(suite: str, category: str | None, as_json: bool) -> None:
         click.echo(f"{r['name']:<44} {r['category']:<14} {r['operator']:<22} {r['kind'] or '-':<14} "
                    f"{'ok' if r['runnable'] else r['status'][:70]}")
     operators = {r["operator"] for r in rows}
-    click.echo(f"{len(rows)} tasks over {len(operators)} operators, {sum(r['runnable'] for r in rows)} runnable")
+    click.echo(f"{len(rows)} tasks over {len(operators)} operators, {sum(r['runnable'] for r in rows)} runnable, "
+               f"{sum(bool(r['judgeable']) for r in rows)} judgeable by today's judge")
 
 
 @tasks.command("validate")
@@ -113,10 +115,14 @@ def tasks_validate(names: tuple[str, ...], suite: str, workers: int, write: bool
             click.echo(f"FAIL  {line}")
         for line in summary.not_runnable:
             click.echo(f"not runnable  {line}")
+        for line in summary.not_judgeable:
+            click.echo(f"not judgeable {line}")
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(summary.runnable_by_kind.items()))
+        judged = ", ".join(f"{k} {v}" for k, v in sorted(summary.judgeable_by_kind.items()))
         click.echo(f"{summary.tasks} tasks: {summary.runnable} runnable ({kinds}); "
                    f"reference cross-checked against onnx node tests for {summary.node_test_tasks}; "
                    f"native MNN ran {summary.native_checked}, agrees on {summary.native_agrees}; "
+                   f"judgeable now: {sum(summary.judgeable_by_kind.values())} ({judged or 'no host build to tell'}); "
                    f"{len(summary.failures) + len(errors)} failures")
     if summary.failures or errors:
         sys.exit(1)

@@ -46,16 +46,21 @@ from .devices import Device, DeviceLost, DeviceNotFound, device_id, get_device, 
 from .llm.chat import Chat, Recorder
 from .tasks import Task, all_tasks, suite_hash
 
-# The smoke subset: six small runnable tasks, one per category and across the three kernel
-# kinds, each under 0.1 MB of input, so a smoke run is minutes per generator and device.
+# The smoke subset: six small judgeable tasks, one per category, single- and multi-op, each
+# under 0.1 MB of input, so a smoke run is minutes per generator and device.
 SMOKE = (
     "Sin",  # Trigonometry, cpu-execution, [16, 32, 32]
     "MaxPool_2d_strides",  # Pooling, cpu-execution, [1, 3, 32, 32]
     "LayerNorm_3d",  # Normalization, cpu-execution, [1, 8, 32, 32]
-    "Softplus_2d",  # Activation, composite, [8, 128]
-    "ReduceL1",  # Reduction, composite, [2, 3, 4]
-    "Slice",  # Tensor, geometry, [2, 10, 4, 4]
+    "Softplus_2d",  # Activation, composite (converter rewrite into several CPU ops), [8, 128]
+    "ReduceL1",  # Reduction, composite: UnaryOp ABS + Reduction SUM, [2, 3, 4]
+    "TopK_sorted",  # Tensor, cpu-execution, [32, 256]
 )
+
+
+def judgeable(task: Task) -> bool:
+    """Runnable, and not measured unjudgeable by `tasks validate` (geometry kernels: later)."""
+    return task.status.runnable and task.status.judgeable is not False
 
 POOL = "pool"  # the slot of a pooled run's shared queue
 HOST = "host"  # the device that is this machine: its measurements get the machine to themselves
@@ -182,19 +187,20 @@ def _words(value) -> tuple[str, ...]:
 
 
 def select_tasks(config: RunConfig, settings: settings_module.Settings | None = None) -> list[Task]:
-    """The runnable tasks a config selects, in suite order; raises RunError naming what is wrong."""
+    """The judgeable tasks a config selects, in suite order; raises RunError naming what is wrong."""
     s = settings or settings_module.load()
     suite, errors = all_tasks(None if config.suite == "all" else config.suite, s.tasks_dir)
     by_name = {t.name: t for t in suite}
     if config.tasks == ("all",):
-        chosen = [t for t in suite if t.status.runnable]
+        chosen = [t for t in suite if judgeable(t)]
     else:
         names = [n for word in config.tasks for n in (SMOKE if word == "smoke" else (word,))]
         if unknown := [n for n in names if n not in by_name]:
             raise RunError(f"no task {', '.join(unknown)} in suite {config.suite!r}"
                            + (f" ({len(errors)} spec files did not load)" if errors else "") + ": see `mkbench tasks list`")
-        if broken := [f"{n} ({by_name[n].status.reason})" for n in names if not by_name[n].status.runnable]:
-            raise RunError(f"not runnable: {'; '.join(broken)}")
+        if broken := [f"{n} ({by_name[n].status.reason or by_name[n].status.judge_reason})"
+                      for n in names if not judgeable(by_name[n])]:
+            raise RunError(f"not judgeable: {'; '.join(broken)}")
         chosen = [by_name[n] for n in dict.fromkeys(names)]
     if config.categories:
         wanted = {c.lower() for c in config.categories}

@@ -319,7 +319,9 @@ add("OneHot", stored("depth", (10,), "return F.one_hot(x, num_classes=self.depth
 add("Range", Template("return torch.arange(start, limit, delta)", args=("start", "limit", "delta")))
 add("Reshape", stored("target_shape", ((16, -1),), "return x.reshape(self.target_shape)"))
 add("ScatterElements", stored("axis", (1,), "return x.scatter(self.axis, indices, updates)", args=("x", "indices", "updates")))
-add(["Slice", "StridedSlice"], stored("axis, start, end", (1, 3, 6), "return torch.narrow(x, self.axis, self.start, self.end - self.start)"))
+add(["Slice", "StridedSlice"], stored("axis, start, end", (1, 3, 6),
+                                     "# x[:, start:end] along axis (the export's Slice has steps=[1], as published)\n"
+                                     "return x[(slice(None),) * self.axis + (slice(self.start, self.end),)]"))
 add("Tile", stored("multiples", ((1, 2, 3),), "return x.repeat(self.multiples)"))
 add("TopK", stored("k", (10,), "return torch.topk(x, self.k).values"))
 add(["TopK_3d", "TopK_dim0"], stored("k, dim=-1", (), "return torch.topk(x, self.k, dim=self.dim).values"))

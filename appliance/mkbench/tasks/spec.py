@@ -36,6 +36,10 @@ class TensorSpec:
     # A second distribution for the "edge" correctness set, where the published draw alone
     # would let a trivial kernel pass (Relu on rand >= 0 is the identity). Timing keeps `draw`.
     check_draw: str | None = None
+    # Imported tasks (see kernelbench.py): a tensor stored as a .npy file beside the spec,
+    # written `file = "Name.tensor.npy"` with its `sha256`; the path here is resolved.
+    file: Path | None = None
+    file_sha256: str | None = None
 
     @property
     def size(self) -> int:
@@ -76,8 +80,10 @@ class MnnTarget:
 
 @dataclass(frozen=True)
 class Status:
-    runnable: bool
+    runnable: bool  # the model is sound and native MNN agrees with the reference
     reason: str  # one line, with the figure, when not runnable
+    judgeable: bool | None = None  # today's judge can serve it (measured by `tasks validate`)
+    judge_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ def _require(data: dict, key: str, kind, where: str):
     return value
 
 
-def _tensor(entry: dict, where: str, needs_source: bool) -> TensorSpec:
+def _tensor(entry: dict, where: str, needs_source: bool, folder: Path | None = None) -> TensorSpec:
     name = _require(entry, "name", str, where)
     where = f"{where} '{name}'"
     shape = _require(entry, "shape", list, where)
@@ -140,9 +146,20 @@ def _tensor(entry: dict, where: str, needs_source: bool) -> TensorSpec:
             size *= d
         if len(value) != size:
             raise TaskError(f"{where}: field 'value' has {len(value)} values for shape {shape}")
-    if needs_source and draw is None and value is None:
+    file, file_sha256 = entry.get("file"), entry.get("sha256")
+    if file is not None:
+        if not isinstance(file, str) or Path(file).name != file or not file.endswith(".npy"):
+            raise TaskError(f"{where}: field 'file' must name a .npy file beside the spec, got {file!r}")
+        if not (isinstance(file_sha256, str) and len(file_sha256) == 64):
+            raise TaskError(f"{where}: field 'file' needs the file's 'sha256'")
+        if draw is not None or value is not None:
+            raise TaskError(f"{where}: give one of 'draw', 'value' or 'file'")
+        if folder is not None and not (folder / file).is_file():
+            raise TaskError(f"{where}: field 'file': {folder / file} does not exist")
+    if needs_source and draw is None and value is None and file is None:
         raise TaskError(f"{where}: needs a 'draw' or a 'value'")
-    return TensorSpec(name, tuple(shape), dtype, draw, tuple(value) if value is not None else None, check_draw)
+    return TensorSpec(name, tuple(shape), dtype, draw, tuple(value) if value is not None else None, check_draw,
+                      (folder or Path(".")) / file if file is not None else None, file_sha256 if file is not None else None)
 
 
 def parse_task(data: dict, path: Path, sha256: str = "") -> Task:
@@ -151,8 +168,8 @@ def parse_task(data: dict, path: Path, sha256: str = "") -> Task:
     name = _require(data, "name", str, where)
     opset = _require(data, "opset", int, where)
     operator = _require(data, "operator", str, where)
-    inputs = tuple(_tensor(e, f"{where}: inputs", True) for e in _require(data, "inputs", list, where))
-    constants = tuple(_tensor(e, f"{where}: constants", True) for e in data.get("constants", []))
+    inputs = tuple(_tensor(e, f"{where}: inputs", True, path.parent) for e in _require(data, "inputs", list, where))
+    constants = tuple(_tensor(e, f"{where}: constants", True, path.parent) for e in data.get("constants", []))
     outputs = tuple(_tensor(e, f"{where}: outputs", False) for e in _require(data, "outputs", list, where))
     nodes = []
     known = {t.name for t in inputs + constants} | {""}
@@ -187,7 +204,8 @@ def parse_task(data: dict, path: Path, sha256: str = "") -> Task:
         mnn = MnnTarget(kind, tuple((t[0], t[1] if len(t) > 1 and t[1] else None) for t in m.get("targets", [])),
                         tuple(m.get("converted_ops", [])), dict(m.get("hints", {})))
     status_data = data.get("status", {"runnable": True, "reason": ""})
-    status = Status(bool(status_data.get("runnable", True)), str(status_data.get("reason", "")))
+    status = Status(bool(status_data.get("runnable", True)), str(status_data.get("reason", "")),
+                    status_data.get("judgeable"), str(status_data.get("judge_reason", "")))
     return Task(
         name=name, suite=data.get("suite", "paper"), category=_require(data, "category", str, where),
         operator=operator, opset=opset, seed=int(data.get("seed", 0)), inputs=inputs, constants=constants,
@@ -257,19 +275,23 @@ def write_section(path: Path, section: str, values: dict) -> None:
     file are untouched, and [torch] (a long multi-line module) stays last.
     """
     blocks: list[tuple[str, list[str]]] = [("", [])]  # (top-level table name, lines)
-    in_multiline = False
+    open_quote = None  # the delimiter of the multi-line string we are in (''' or """), if any
     for line in path.read_text().splitlines():
         stripped = line.strip()
-        if not in_multiline and stripped.startswith("[") and not stripped.startswith("[["):
+        if open_quote is None and stripped.startswith("[") and not stripped.startswith("[["):
             blocks.append((stripped.strip("[]"), [line]))
-        elif not in_multiline and stripped.startswith("[["):
+        elif open_quote is None and stripped.startswith("[["):
             blocks.append(("", [line]))
         else:
             blocks[-1][1].append(line)
-        if line.count('"""') % 2 == 1:
-            in_multiline = not in_multiline
+        if open_quote is not None:
+            if line.count(open_quote) % 2 == 1:
+                open_quote = None
+        else:
+            opened = [(line.find(q), q) for q in ('"""', "'''") if line.count(q) % 2 == 1]
+            open_quote = min(opened)[1] if opened else None
     body = [f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
     kept = [b for b in blocks if b[0] not in (section, "torch")]
-    torch = [b for b in blocks if b[0] == "torch"]
+    torch = [b for b in blocks if b[0] == "torch" and section != "torch"]
     parts = ["\n".join(lines).strip("\n") for _, lines in kept + [(section, body)] + torch]
     path.write_text("\n\n".join(p for p in parts if p) + "\n")

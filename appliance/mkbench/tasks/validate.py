@@ -47,6 +47,8 @@ class TaskCheck:
     reason: str = ""  # why not runnable, one line, with the figure
     notes: tuple[str, ...] = field(default_factory=tuple)
     mismatch: str = ""  # the spec's recorded [mnn] differs from what conversion gives now
+    judgeable: bool | None = None  # MNN asks a CPU creator for every target (None: no host build to tell)
+    judge_reason: str = ""
 
 
 # GEOMETRCOMPUTEMASK_ALL - GEOMETRCOMPUTEMASK_USELOOP (include/MNN/Interpreter.hpp): with the
@@ -67,9 +69,15 @@ def runtime_hints(task: Task, targets) -> dict[str, int]:
     return {}
 
 
+# Ops that only reinterpret a shape: the work of a task that has other ops is elsewhere.
+SHAPE_ONLY_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "ExpandDims", "Flatten"})
+
+
 def classify(ops: list[mnn_convert.ConvertedOp]) -> tuple[str, tuple[tuple[str, str | None], ...]]:
     """Which kind of kernel serves a converted graph, and which (op type, sub-type) it replaces."""
     compute = mnn_convert.compute_ops(ops)
+    if any(op.type not in SHAPE_ONLY_OPS for op in compute):
+        compute = [op for op in compute if op.type not in SHAPE_ONLY_OPS]
     targets = tuple(dict.fromkeys((op.type, op.sub_type) for op in compute))
     if len(compute) == 1 and compute[0].type in mnn_convert.CPU_OP_TYPES:
         return "cpu-execution", targets
@@ -140,8 +148,9 @@ def _degenerate(task: Task, sets: list[tuple[dict, dict]]) -> list[str]:
     return problems
 
 
-def check_task(task: Task) -> TaskCheck:
-    """Every check for one task (runs converters and native MNN in child processes)."""
+def check_task(task: Task, host_runner: Path | None = None) -> TaskCheck:
+    """Every check for one task (runs converters and native MNN in child processes); with the
+    native host runner, also whether today's judge can serve it (judge.support)."""
     problems, notes = [], []
     try:
         built = task_model.build_model(task)
@@ -200,16 +209,28 @@ def check_task(task: Task) -> TaskCheck:
     elif not native_ok:
         reason = f"native MNN disagrees with the reference: {native_reason}"
     runnable = not reason and not problems
+    judgeable, judge_reason = None, ""
+    if runnable and host_runner is not None:
+        from dataclasses import replace as replace_field
+
+        from ..judge import support
+        from .spec import MnnTarget
+
+        found = MnnTarget(kind, targets, labels, hints)
+        judgeable, judge_reason = support.check(replace_field(task, mnn=found), host_runner)
     return TaskCheck(task.name, tuple(problems), node_count, labels, tuple(sorted(hints.items())), kind, targets,
-                     native_ok, native_error, runnable, reason, tuple(nonfinite), mismatch)
+                     native_ok, native_error, runnable, reason, tuple(nonfinite), mismatch, judgeable, judge_reason)
 
 
 def validate(tasks: list[Task], workers: int = 2) -> list[TaskCheck]:
     """Check every task, in parallel worker processes; results in the tasks' order."""
+    from ..judge.support import host_runner
+
+    runner = host_runner()
     if workers <= 1:
-        return [check_task(t) for t in tasks]
+        return [check_task(t, runner) for t in tasks]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(check_task, tasks))
+        return list(pool.map(check_task, tasks, [runner] * len(tasks)))
 
 
 def to_json(check: TaskCheck) -> dict:
@@ -228,6 +249,8 @@ class Summary:
     native_agrees: int
     failures: tuple[str, ...]  # one line each: what is wrong with the suite as written
     not_runnable: tuple[str, ...]  # one line each: task and reason (declared in its spec)
+    judgeable_by_kind: dict = field(default_factory=dict)  # runnable tasks today's judge serves
+    not_judgeable: tuple[str, ...] = ()  # runnable, but MNN never asks a CPU creator for a target
 
 
 def findings_to_spec(task: Task, check: TaskCheck) -> None:
@@ -239,13 +262,14 @@ def findings_to_spec(task: Task, check: TaskCheck) -> None:
                                          "converted_ops": list(check.converted_ops),
                                          "hints": dict(check.hints) or None})
     reason = check.reason or "; ".join(check.problems)
-    write_section(task.path, "status", {"runnable": check.runnable, "reason": reason})
+    write_section(task.path, "status", {"runnable": check.runnable, "reason": reason,
+                                        "judgeable": check.judgeable, "judge_reason": check.judge_reason or None})
 
 
 def summarise(tasks: list[Task], checks: list[TaskCheck], written: bool = False) -> Summary:
     """Failures are what is wrong with the suite as written; with written=True the findings
     were just recorded in the specs, so recorded-vs-found differences are gone."""
-    failures, not_runnable, by_kind = [], [], {}
+    failures, not_runnable, by_kind, judgeable_by_kind, not_judgeable = [], [], {}, {}, []
     for task, check in zip(tasks, checks):
         for problem in check.problems:
             failures.append(f"{task.name}: {problem}")
@@ -257,9 +281,13 @@ def summarise(tasks: list[Task], checks: list[TaskCheck], written: bool = False)
             failures.append(f"{task.name}: declared not runnable ({task.status.reason}), but it passes every check now")
         if check.runnable:
             by_kind[check.kind] = by_kind.get(check.kind, 0) + 1
+        if check.judgeable:
+            judgeable_by_kind[check.kind] = judgeable_by_kind.get(check.kind, 0) + 1
+        elif check.runnable and check.judgeable is False:
+            not_judgeable.append(f"{task.name}: {check.judge_reason}")
         else:
             not_runnable.append(f"{task.name}: {check.reason or '; '.join(check.problems)}")
     return Summary(len(tasks), sum(c.runnable for c in checks), by_kind,
                    sum(c.node_tests > 0 and not any(p.startswith("node test") for p in c.problems) for c in checks),
                    sum(c.native_ok is not None for c in checks), sum(bool(c.native_ok) for c in checks),
-                   tuple(failures), tuple(not_runnable))
+                   tuple(failures), tuple(not_runnable), judgeable_by_kind, tuple(not_judgeable))
