@@ -47,9 +47,9 @@ setup_python() {
 
 setup_torch() {
     # torch is only needed to import KernelBench-format task files and to test the modules.
-    "$PYTHON" -c "import torch" 2>/dev/null && return 0
-    log "installing torch (CPU) for the task-import tests"
-    "$PYTHON" -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" \
+    "$PYTHON" -c "import torch, onnxscript" 2>/dev/null && return 0
+    log "installing torch (CPU) and onnxscript for the task-import tests"
+    "$PYTHON" -m pip install -q "torch==2.13.0" onnxscript 2>&1 | grep -v "^WARNING: Location" \
         || log "torch is not available here: the tests that need it will skip"
 }
 

@@ -21,6 +21,9 @@ from ..mnn import convert as mnn_convert
 from ..tasks import model as task_model
 from ..tasks.spec import Task
 
+# Bump when the way artifacts are made changes, so caches made the old way are not reused.
+ARTIFACTS_VERSION = 2
+
 # MNN has no int64 tensors: the runner is fed int32 (what the converter gives the input).
 _RUNNER_DTYPES = {"int64": np.int32, "bool": np.int32, "float16": np.float32}
 
@@ -39,7 +42,7 @@ class TaskArtifacts:
 def prepare(task: Task, converter: Path | None = None, settings: settings_module.Settings | None = None) -> TaskArtifacts:
     """Build (or reuse) the task's model, inputs and references."""
     s = settings or settings_module.load()
-    directory = s.cache_dir / "tasks" / f"{task.name}-{task.sha256[:16]}"
+    directory = s.cache_dir / "tasks" / f"{task.name}-{task.sha256[:16]}-v{ARTIFACTS_VERSION}"
     done = directory / "done.json"
     sets = task_model.correctness_sets(task)
     if not done.exists():

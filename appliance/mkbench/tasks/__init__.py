@@ -17,10 +17,17 @@ def all_tasks(suite: str | None = DEFAULT_SUITE, root: Path | None = None) -> tu
     return load_suite(root or settings_module.load().tasks_dir, suite)
 
 
-def get_task(name: str, root: Path | None = None) -> Task:
-    """One task by name, from any suite; raises TaskError if there is none."""
-    tasks, _ = load_suite(root or settings_module.load().tasks_dir, None)
-    for task in tasks:
-        if task.name == name:
-            return task
-    raise TaskError(f"no task named {name!r} (see `mkbench tasks list`)")
+SUITE_PREFERENCE = ("paper", "extra", "imported")
+
+
+def get_task(name: str, root: Path | None = None, suite: str | None = None) -> Task:
+    """One task by name; where suites share a name (an imported copy of a paper task), the
+    paper's own comes first. `suite:name` names one suite's. Raises TaskError if there is none."""
+    if ":" in name and suite is None:
+        suite, name = name.split(":", 1)
+    tasks, _ = load_suite(root or settings_module.load().tasks_dir, suite)
+    found = [t for t in tasks if t.name == name]
+    if not found:
+        raise TaskError(f"no task named {name!r} (see `mkbench tasks list`)")
+    rank = {s: i for i, s in enumerate(SUITE_PREFERENCE)}
+    return min(found, key=lambda t: rank.get(t.suite, len(rank)))

@@ -40,9 +40,8 @@ def draw(expression: str, shape: tuple[int, ...], dtype: str, rng: np.random.Gen
     check_expression(expression)
     value = _eval(ast.parse(expression, mode="eval").body, shape, rng)
     array = np.broadcast_to(np.asarray(value), shape)
-    if dtype == "bool":
-        return np.ascontiguousarray(array.astype(bool))
-    return np.ascontiguousarray(array.astype(np.dtype(dtype)))
+    # np.array(order="C") keeps 0-d draws 0-d (ascontiguousarray would make them [1]).
+    return np.array(array, dtype=bool if dtype == "bool" else np.dtype(dtype), order="C", copy=True)
 
 
 def _eval(node: ast.AST, shape: tuple[int, ...], rng: np.random.Generator):

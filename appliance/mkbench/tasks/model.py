@@ -10,13 +10,14 @@ ReferenceEvaluator, on the host, never from the process that runs a candidate.
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from .draw import draw
-from .spec import Task, TensorSpec
+from .spec import Task, TaskError, TensorSpec
 
 IR_VERSION = 9  # what MNN 3.6.1's converter reads; opset comes from the task
 CHECK_SETS = 3  # correctness draws per evaluation, after the timed loop
@@ -42,9 +43,23 @@ def constant_values(task: Task) -> dict[str, np.ndarray]:
 
 
 def _materialise(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
+    if spec.file is not None:
+        return load_file(spec)
     if spec.value is not None:
         return np.array(spec.value, dtype=np.dtype(spec.dtype)).reshape(spec.shape)
     return draw(spec.draw, spec.shape, spec.dtype, rng)
+
+
+def load_file(spec: TensorSpec) -> np.ndarray:
+    """A tensor stored beside its spec (imported tasks): the same array for every input set,
+    checked against the spec's sha256, shape and dtype."""
+    raw = spec.file.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != spec.file_sha256:
+        raise TaskError(f"{spec.file}: sha256 differs from the spec's (the data file was changed)")
+    array = np.load(io.BytesIO(raw), allow_pickle=False)
+    if array.shape != spec.shape or array.dtype != np.dtype(spec.dtype):
+        raise TaskError(f"{spec.file}: holds {list(array.shape)} {array.dtype}, the spec says {list(spec.shape)} {spec.dtype}")
+    return array
 
 
 def draw_inputs(task: Task, set_name: str = "timing") -> dict[str, np.ndarray]:

@@ -236,10 +236,11 @@ def load_suite(root: Path, suite: str | None = None) -> tuple[list[Task], list[s
             continue
         if suite and task.suite != suite:
             continue
-        if task.name in seen:
-            errors.append(f"{path}: field 'name': {task.name!r} is already used by {seen[task.name]}")
+        key = (task.suite, task.name)  # names are unique within a suite
+        if key in seen:
+            errors.append(f"{path}: field 'name': {task.name!r} is already used by {seen[key]}")
             continue
-        seen[task.name] = path
+        seen[key] = path
         tasks.append(task)
     return tasks, errors
 
