@@ -6,6 +6,8 @@ two cores.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mkbench import store
@@ -96,6 +98,12 @@ def test_the_context_guard_fails_or_trims_never_cuts_the_task(chat, backend):
     too_long = N_CTX - backend.count_prompt_tokens([Message("user", filler), Message("user", "c")]) + 1
     with pytest.raises(ContextOverflow, match="even with every old turn dropped"):
         trimming([Message("user", filler), Message("assistant", "a"), Message("user", "b"), Message("user", "c")], max_tokens=too_long)
+
+
+def test_a_json_schema_constrains_the_answer(chat):
+    schema = {"type": "object", "properties": {"compiles": {"type": "boolean"}}, "required": ["compiles"]}
+    answer = chat([Message("user", "Does `int main() { return 0; }` compile? Answer in JSON.")], temperature=0, max_tokens=20, json_schema=schema)
+    assert isinstance(json.loads(answer.text)["compiles"], bool)
 
 
 def test_a_one_shot_kernel_request_gives_cpp_and_a_recorded_call(chat):

@@ -85,8 +85,15 @@ def test_a_call_reaches_the_server_and_is_recorded(server, db):
     assert headers["Authorization"] == "Bearer lab-key"
     assert body["model"] == "served-coder" and body["max_tokens"] == 64 and body["stop"] == ["</s>"]
     assert body["messages"] == [{"role": "user", "content": "Write Add."}]
+    assert "response_format" not in body
     row = db.execute("SELECT backend, model, seed, temperature, completion_tokens FROM llm_calls").fetchone()
     assert row == ("openai", "served-coder", 3, 0.2, 11)
+
+
+def test_a_json_schema_becomes_the_response_format(server, db):
+    schema = {"type": "object", "properties": {"plan": {"type": "string"}}, "required": ["plan"]}
+    Chat(OpenAICompatBackend(url(server)), Recorder(db))([Message("user", "Plan.")], json_schema=schema)
+    assert server.requests[-1][1]["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
 
 def test_configuration_chooses_the_server(server, db):

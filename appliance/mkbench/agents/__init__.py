@@ -3,6 +3,14 @@
 One-shot, pass@k and MoKA share this interface; each records every step (prompt, answer,
 tool calls, lint and build results, verdict) so `mkbench show ATTEMPT` can replay it and a
 report can be rebuilt without re-running anything.
+
+    oneshot.py     one request, judged as is            passk.py   k samples, the best counts
+    moka.py        MoKA: draft, then plan (Debugger / Accelerator) and execute (Coder), N rounds
+    modes.py       whole-file (the model writes the kernel file) or scaffolded (only its functions)
+    attempt.py     the attempts row, its steps, the budget and the judging every generator shares
+    prompts.py     prompt templates (prompts/<role>.<mode>.md) rendered to chat messages
+    trajectory.py  an attempt read back from the store (`mkbench show`)
+    tools/         tree index, error extractor, model and performance parsers, scaffold, lint, memory
 """
 
 from __future__ import annotations
@@ -54,3 +62,28 @@ class Generator(Protocol):
     def solve(self, task: Task, device: Device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
         """Produce and judge candidates for one task; record the attempt and its steps in db."""
         ...
+
+
+GENERATORS = ("one-shot", "pass@k", "moka", "moka-no-tree", "moka-no-errors", "moka-no-accel")
+
+
+def make_generator(name: str, mode: str = "whole-file", **options) -> Generator:
+    """A generator by its report name (see GENERATORS), in one of MODES; options go to its constructor."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    if name == "one-shot":
+        from .oneshot import OneShot
+
+        return OneShot(mode=mode, **options)
+    if name == "pass@k":
+        from .passk import PassK
+
+        return PassK(mode=mode, **options)
+    if name.startswith("moka"):
+        from .moka import MoKA
+
+        off = set(name.removeprefix("moka").split("-no-")[1:])
+        if unknown := off - {"tree", "errors", "accel"}:
+            raise ValueError(f"unknown MoKA ablation {', '.join(sorted(unknown))} in {name!r}")
+        return MoKA(mode=mode, tree="tree" not in off, errors="errors" not in off, accelerator="accel" not in off, **options)
+    raise ValueError(f"unknown generator {name!r}: use one of {', '.join(GENERATORS)}")

@@ -1,0 +1,40 @@
+"""One-shot: one request for the task, judged as is (the paper's baseline)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import settings as settings_module
+from . import AttemptResult, Budget, prompts
+from .attempt import Attempt
+from .modes import open_mode
+
+
+def draw(attempt: Attempt, mode, seed: int, temperature: float | None = None):
+    """Ask the Coder once for the task and judge the answer; None when the budget is spent."""
+    messages = prompts.render(f"coder-draft.{mode.name}", **mode.draft())
+    answer = attempt.ask("coder", messages, seed=seed, temperature=temperature, max_tokens=mode.max_tokens)
+    if answer is None:
+        return None
+    return attempt.judge(mode.candidate(answer.text), origin={"seed": seed})
+
+
+@dataclass
+class OneShot:
+    """One request, the whole kernel (whole-file) or its functions (scaffolded), judged as is."""
+
+    mode: str = "whole-file"
+    settings: settings_module.Settings | None = None
+    judge: Callable | None = None  # the judge's evaluate() unless a test says otherwise
+    worker: str = "0"
+    name: str = "one-shot"
+
+    def solve(self, task, device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
+        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, self.settings, self.judge,
+                                self.worker)
+        mode = open_mode(attempt, self.mode)
+        if mode is None:
+            return attempt.finish("unsupported")
+        verdict = draw(attempt, mode, seed=0)
+        return attempt.finish("solved" if verdict is not None and verdict.correct else "samples")

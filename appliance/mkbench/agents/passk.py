@@ -1,0 +1,40 @@
+"""pass@k: k independent samples (seeds 0..k-1), solved if any is; the best of them counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import settings as settings_module
+from . import AttemptResult, Budget
+from .attempt import Attempt
+from .modes import open_mode
+from .oneshot import draw
+
+
+@dataclass
+class PassK:
+    """k samples of the one-shot request; every sample is judged (fast_p counts the fastest correct one)."""
+
+    mode: str = "whole-file"
+    k: int | None = None  # None: the budget's `samples` (10, as in the paper)
+    temperature: float | None = None  # None: the model's recommended sampling temperature
+    settings: settings_module.Settings | None = None
+    judge: Callable | None = None
+    worker: str = "0"
+
+    @property
+    def name(self) -> str:
+        return "pass@k"
+
+    def solve(self, task, device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
+        k = self.k or budget.samples
+        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, self.settings, self.judge,
+                                self.worker, config={"k": k, "temperature": self.temperature})
+        mode = open_mode(attempt, self.mode)
+        if mode is None:
+            return attempt.finish("unsupported")
+        for seed in range(k):
+            if draw(attempt, mode, seed=seed, temperature=self.temperature) is None:
+                break
+        return attempt.finish("samples", notes={"k": k})

@@ -1,0 +1,258 @@
+"""The generators end to end: scripted LLM answers through the replay backend, the real judge
+(real MNN builds and runs on this machine), and the recorded trajectory read back.
+
+Every path of MoKA: a compile error repaired with a repository lookup (whole-file), a wrong answer
+repaired (scaffolded), the Accelerator keeping the faster correct kernel and rejecting a faster
+wrong one, lint rejections, budget exhaustion, ablations; one-shot and pass@k in both modes; an
+attempt replayed call for call from the database; `mkbench show`.
+
+The native MNN build is cached in a test home (MKBENCH_TEST_HOME, default: the user's cache), as
+in test_inject; the slow tests take a few minutes on 2 cores once it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from mkbench import settings as settings_module
+from mkbench import store
+from mkbench.agents import Budget, make_generator
+from mkbench.devices import get_device
+from mkbench.llm.chat import Chat, Generation, Recorder
+from mkbench.llm.replay import ReplayBackend, ReplayMiss
+from mkbench.tasks import get_task
+
+FIXTURES = Path(__file__).parent / "fixtures" / "agents"
+
+
+def test_settings() -> settings_module.Settings:
+    """Settings whose builds and caches live in the persistent test home (the native build takes minutes)."""
+    import platformdirs
+
+    home = Path(os.environ.get("MKBENCH_TEST_HOME") or Path(platformdirs.user_cache_dir("mkbench")) / "test-home")
+    return replace(settings_module.load(), home=home)
+
+
+test_settings.__test__ = False  # a helper, not a test
+
+
+def role_of(prompt: str) -> str:
+    """Which role a prompt asks (the templates say it in so many words)."""
+    if "You are the Debugger" in prompt:
+        return "debugger"
+    if "You are the Accelerator" in prompt:
+        return "accelerator"
+    return "coder"
+
+
+def load_script(name: str) -> dict[str, list[str]]:
+    """A scripted run: per role, the answers in the order that role is asked."""
+    script: dict[str, list[str]] = {}
+    for line in (FIXTURES / "scripts" / name).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        row = json.loads(line)
+        answer = row.get("completion") or f"```cpp\n{(FIXTURES / row['file']).read_text()}```"
+        script.setdefault(row["role"], []).append(answer)
+    return script
+
+
+class ScriptedReplay(ReplayBackend):
+    """The replay backend; a prompt with no recording is answered from a per-role script, in order.
+    Every request is kept, so a test can read what each role was shown."""
+
+    def __init__(self, script: dict[str, list[str]], entries=()):
+        super().__init__(entries)
+        self.script = {role: list(answers) for role, answers in script.items()}
+        self.requests = []
+
+    def generate(self, request):
+        self.requests.append(request)
+        try:
+            return super().generate(request)
+        except ReplayMiss:
+            answers = self.script.get(role_of(request.messages[-1].content), [])
+            if not answers:
+                raise
+            return Generation(answers.pop(0), "stop", 900, 120)
+
+    def asked(self, role: str) -> list:
+        return [r for r in self.requests if role_of(r.messages[-1].content) == role]
+
+
+@pytest.fixture
+def db(mkbench_home):
+    return store.open_db(settings_module.load().db_path)
+
+
+def never_judge(*args, **kwargs):
+    raise AssertionError("this path must not reach the judge")
+
+
+def solve(generator: str, mode: str, task: str, script, db, budget: Budget, judge=None, **options):
+    backend = script if isinstance(script, ReplayBackend) else ScriptedReplay(load_script(script))
+    chat = Chat(backend, Recorder(db))
+    kwargs = {"judge": judge} if judge else {"settings": test_settings()}
+    made = make_generator(generator, mode, worker="agents-test", **kwargs, **options)
+    task = get_task(task) if isinstance(task, str) else task
+    return made.solve(task, get_device("host"), chat, budget, db, "test-run"), backend
+
+
+def steps(db, attempt_id: int) -> list[dict]:
+    return [{"role": r, **json.loads(c)} for r, c in
+            db.conn.execute("SELECT role, content FROM steps WHERE attempt_id = ? ORDER BY position", [attempt_id])]
+
+
+# ---------------------------------------------------------------- no judge needed
+
+
+def test_lint_rejection_and_budget_exhaustion(db):
+    """A rejected sample is a failed compile that never reaches the compiler; the Debugger sees the
+    reason; the run stops cleanly when its calls are spent."""
+    result, backend = solve("moka", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(calls=2, rounds=5),
+                            judge=never_judge, best_of=1)
+    assert [v.verdict for v in result.verdicts] == ["compile-error"]
+    assert result.verdicts[0].reason.startswith("lint: do not write #include")
+    assert result.stopped_by == "budget:calls" and result.llm_calls == 2
+    debugger_prompt = backend.asked("debugger")[0].messages[-1].content
+    assert "mkbench lint: do not write #include" in debugger_prompt
+    assert "void mk_unary_abs(const float* x, float* y, size_t n);" in debugger_prompt  # only the functions, not the scaffold
+    recorded = steps(db, result.attempt_id)
+    assert [s["role"] for s in recorded][:2] == ["coder", "lint"] and recorded[1]["ok"] is False
+    assert db["evaluations"].count == 0
+    row = db.conn.execute("SELECT generator, mode, status, summary FROM attempts WHERE id = ?", [result.attempt_id]).fetchone()
+    assert row[:3] == ("moka", "scaffolded", "finished")
+    assert json.loads(row[3])["stopped_by"] == "budget:calls"
+    calls = db.conn.execute("SELECT role FROM llm_calls WHERE attempt_id = ? ORDER BY id", [result.attempt_id]).fetchall()
+    assert [c[0] for c in calls] == ["coder", "debugger"]
+
+
+def test_ablations_change_what_the_debugger_gets(db):
+    result, backend = solve("moka-no-tree-no-errors", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(calls=2),
+                            judge=never_judge, best_of=1)
+    assert result.generator == "moka-no-tree-no-errors"
+    debugger = backend.asked("debugger")[0]
+    assert "lookups" not in debugger.json_schema["properties"]  # no Tree Builder: nothing to look up
+    assert "```\nmkbench lint: do not write #include" in debugger.messages[-1].content  # no Error Extractor: the raw log
+    result, backend = solve("moka", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(calls=2), judge=never_judge, best_of=1)
+    assert "lookups" in backend.asked("debugger")[0].json_schema["properties"]
+
+
+def with_targets(name: str, *targets):
+    """A task with other MNN targets (as validation might find them)."""
+    task = get_task(name)
+    return replace(task, mnn=replace(task.mnn, targets=tuple(targets)))
+
+
+def test_a_task_the_scaffold_cannot_frame(db):
+    task = with_targets("Abs", ("UnaryOp", "ABS"), ("Select", None))
+    result, backend = solve("moka", "scaffolded", task, "lint_budget.jsonl", db, Budget(), judge=never_judge)
+    assert result.stopped_by == "unsupported" and result.llm_calls == 0 and not backend.requests
+    assert "several op types" in steps(db, result.attempt_id)[0]["error"]
+
+
+def test_one_shot_lint_rejection_is_recorded(db):
+    result, _ = solve("one-shot", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(), judge=never_judge)
+    assert result.best.verdict == "compile-error" and result.best.evaluation_id is None
+    assert result.stopped_by == "samples"
+
+
+# ---------------------------------------------------------------- with the real judge
+
+
+@pytest.mark.slow
+def test_compile_error_repaired_with_a_repository_lookup(db):
+    """Whole-file MoKA: a hallucinated Tensor method fails to build; the Error Extractor marks it
+    cross-file with MNN's real members; the Debugger asks the tree for Tensor::elementSize; the
+    Coder gets its declaration and the kernel builds and is correct. Then the attempt is replayed
+    from the database, call for call."""
+    result, backend = solve("moka", "whole-file", "Abs", "moka_whole_file_lookup.jsonl", db, Budget(rounds=1))
+    assert [v.verdict for v in result.verdicts] == ["compile-error", "correct"], [v.reason for v in result.verdicts]
+    recorded = steps(db, result.attempt_id)
+    extractor = next(s for s in recorded if s.get("tool") == "error_extractor")
+    cross = json.loads(extractor["result"])["crossfile_error"]
+    assert any("elementCount" in e["message"] and "elementSize" in e["mnn_source"]["code"] for e in cross)
+    lookup = next(s for s in recorded if s.get("tool") == "tree.lookup")
+    assert lookup["args"] == {"query": "Tensor::elementSize"} and "inline int elementSize() const;" in lookup["result"]
+    revise = backend.asked("coder")[1].messages[-1].content
+    assert "MNN declarations you asked for" in revise and "inline int elementSize() const;" in revise
+    assert "lookups" in backend.asked("debugger")[0].json_schema["properties"]
+    best = db.conn.execute("SELECT best_evaluation_id FROM attempts WHERE id = ?", [result.attempt_id]).fetchone()[0]
+    assert best == result.verdicts[1].evaluation_id is not None
+    whole_file_prompt = backend.asked("coder")[0].messages[-1].content
+    assert "#define REGISTER_CPU_OP_CREATOR" in whole_file_prompt and "ExampleSquaredDifference" in whole_file_prompt
+
+    # The same attempt again, every answer from the database: the same trajectory.
+    replayed, _ = solve("moka", "whole-file", "Abs", ReplayBackend.from_db(db, result.attempt_id), db, Budget(rounds=1))
+    assert [v.verdict for v in replayed.verdicts] == ["compile-error", "correct"]
+    assert [s["role"] for s in steps(db, replayed.attempt_id)] == [s["role"] for s in recorded]
+
+    # `mkbench show` prints it readably.
+    from click.testing import CliRunner
+    from mkbench.cli import main
+
+    shown = CliRunner().invoke(main, ["show", str(result.attempt_id)])
+    assert shown.exit_code == 0, shown.output
+    assert "moka (whole-file) on task Abs" in shown.output and "tree.lookup" in shown.output
+    assert "compile-error" in shown.output and "correct" in shown.output
+    assert "elementCount" in shown.output
+
+
+@pytest.mark.slow
+def test_wrong_answer_repaired(db):
+    """Scaffolded MoKA: functions that copy instead of taking |x| are wrong; the Debugger gets the
+    Model Parser's mismatch and the Coder's repair is correct."""
+    result, backend = solve("moka", "scaffolded", "Abs", "moka_scaffolded_wrong.jsonl", db, Budget(rounds=1), best_of=1)
+    assert [v.verdict for v in result.verdicts] == ["wrong-values", "correct"]
+    debugger = backend.asked("debugger")[0].messages[-1].content
+    assert "mismatch: wrong-values" in debugger and "ONNX Abs(x: float32 [16, 8, 256, 256])" in debugger
+    assert "y[i] = x[i];" in debugger  # the functions it judges
+    assert any(s.get("tool") == "model_parser" for s in steps(db, result.attempt_id))
+    assert result.stopped_by == "rounds"
+
+
+@pytest.mark.slow
+def test_accelerator_keeps_the_faster_correct_kernel(db):
+    """A slow correct draft, a faster correct version, then a 'faster' wrong one: the best stays the
+    faster correct kernel, the next round starts from it, and a repeated method is asked again."""
+    result, backend = solve("moka", "scaffolded", "Abs", "moka_accelerator.jsonl", db, Budget(rounds=3), best_of=1)
+    verdicts = [v.verdict for v in result.verdicts]
+    assert verdicts == ["correct", "correct", "wrong-values", "compile-error"], [v.reason for v in result.verdicts]
+    slow, fast = result.verdicts[0], result.verdicts[1]
+    assert fast.speedup > slow.speedup * 1.5, (slow.speedup, fast.speedup)
+    assert result.best is fast
+    best = db.conn.execute("SELECT best_evaluation_id FROM attempts WHERE id = ?", [result.attempt_id]).fetchone()[0]
+    assert best == fast.evaluation_id
+    accelerator = backend.asked("accelerator")
+    assert len(accelerator) == 4  # round 3 proposed a method already tried, and was asked again
+    assert "skip the absolute value" in accelerator[3].messages[-1].content.split("never propose one of them again")[1]
+    # Round 3 works on the faster correct code, not on the wrong one that came after it.
+    third = backend.asked("coder")[3].messages[-1].content
+    assert "std::fabs(x[i])" in third and "std::sin" not in third and "y[i] = x[i];" not in third
+    profile = next(s for s in steps(db, result.attempt_id) if s.get("tool") == "performance_parser")
+    assert f"speedup: {slow.speedup:.3g}x" in profile["result"]
+
+
+@pytest.mark.slow
+def test_one_shot_and_pass_at_k_in_both_modes(db):
+    """The baselines in both modes: what each is shown, and one attempts row per mode."""
+    one_whole, backend = solve("one-shot", "whole-file", "Abs", ScriptedReplay(
+        {"coder": [f"```cpp\n{(FIXTURES / 'whole_file' / 'abs_element_size.cpp').read_text()}```"]}), db, Budget())
+    prompt = backend.requests[0].messages[-1].content
+    assert "main_as_UnaryOp()" in prompt and "T* host() const;" in prompt
+    one_scaffolded, backend = solve("one-shot", "scaffolded", "Abs", ScriptedReplay(
+        {"coder": [f"```cpp\n{(FIXTURES / 'functions' / 'Abs.cpp').read_text()}```"]}), db, Budget())
+    prompt = backend.requests[0].messages[-1].content
+    assert "void mk_unary_abs(const float* x, float* y, size_t n);" in prompt and "CPUBackend" not in prompt
+    k, backend = solve("pass@k", "scaffolded", "Abs", ScriptedReplay({"coder": [
+        f"```cpp\n{(FIXTURES / 'functions' / 'Abs_identity.cpp').read_text()}```",
+        f"```cpp\n{(FIXTURES / 'functions' / 'Abs.cpp').read_text()}```"]}), db, Budget(samples=2))
+    assert [r.seed for r in backend.requests] == [0, 1]
+    assert [v.verdict for v in k.verdicts] == ["wrong-values", "correct"] and k.best.correct
+    assert one_whole.best.correct and one_scaffolded.best.correct
+    rows = db.conn.execute("SELECT generator, mode FROM attempts ORDER BY id").fetchall()
+    assert rows == [("one-shot", "whole-file"), ("one-shot", "scaffolded"), ("pass@k", "scaffolded")]
