@@ -6,14 +6,13 @@ repaired (scaffolded), the Accelerator keeping the faster correct kernel and rej
 wrong one, lint rejections, budget exhaustion, ablations; one-shot and pass@k in both modes; an
 attempt replayed call for call from the database; `mkbench show`.
 
-The native MNN build is cached in a test home (MKBENCH_TEST_HOME, default: the user's cache), as
-in test_inject; the slow tests take a few minutes on 2 cores once it exists.
+The native MNN build comes from the shared build cache (MKBENCH_BUILDS, see conftest.py); once it
+exists the slow tests take a few minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,11 +29,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "agents"
 
 
 def test_settings() -> settings_module.Settings:
-    """Settings whose builds and caches live in the persistent test home (the native build takes minutes)."""
-    import platformdirs
-
-    home = Path(os.environ.get("MKBENCH_TEST_HOME") or Path(platformdirs.user_cache_dir("mkbench")) / "test-home")
-    return replace(settings_module.load(), home=home)
+    """This test's settings: conftest gives it a fresh MKBENCH_HOME and the shared MNN build cache."""
+    return settings_module.load()
 
 
 test_settings.__test__ = False  # a helper, not a test

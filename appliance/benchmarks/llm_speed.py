@@ -1,6 +1,6 @@
 """Prompt-processing and generation speed of a model through mkbench, next to llama.cpp's own.
 
-    python benchmarks/llm_speed.py [--model NAME] [--n-prompt 512] [--n-gen 128] [--repetitions 3]
+    python appliance/benchmarks/llm_speed.py [--model NAME] [--n-prompt 512] [--n-gen 128] [--repetitions 3]
                                    [--llama-bench PATH] [--json]
 
 The same GGUF, threads and batch size are measured four ways:

@@ -1,8 +1,8 @@
 """How long MNN builds take here: native per target (on request) and one candidate, cold and warm.
 
-    python benchmarks/mnn_build.py                 # candidate build on host: ccache-cold and -warm
-    python benchmarks/mnn_build.py --native        # also clean native builds (minutes each)
-    python benchmarks/mnn_build.py --target arm64  # the same for arm64
+    python appliance/benchmarks/mnn_build.py                 # candidate build on host: ccache-cold and -warm
+    python appliance/benchmarks/mnn_build.py --native        # also clean native builds (minutes each)
+    python appliance/benchmarks/mnn_build.py --target arm64  # the same for arm64
 
 "Clean" native builds use a throwaway home and ccache disabled, so they measure the compiler, not
 the cache. The candidate's cold build uses a source nobody compiled before (a unique comment makes

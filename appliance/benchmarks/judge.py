@@ -1,7 +1,7 @@
 """What one candidate evaluation costs, and how noisy the host's timings are.
 
-    python benchmarks/judge.py                # 3 evaluations of the example Abs kernel + noise floor
-    python benchmarks/judge.py --pairs 20     # native-vs-native pairs per task (default 20)
+    python appliance/benchmarks/judge.py                # 3 evaluations of the example Abs kernel + noise floor
+    python appliance/benchmarks/judge.py --pairs 20     # native-vs-native pairs per task (default 20)
 
 Prints the time of each evaluation split into build / deploy / run / compare (target: under
 10 s on 2 cores, build included), then native MNN timed against itself on the host: the
