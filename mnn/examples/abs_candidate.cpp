@@ -1,6 +1,6 @@
 // mkbench example candidate: UnaryOp ABS for fp32 on MNN's CPU backend, written as an LLM would
 // be asked to: one self-contained file with its own Execution and Creator and one registration.
-// Same maths as MNN's native abs (|x| elementwise); used by the tests and benchmarks/mnn_build.py.
+// Same maths as MNN's native abs (|x| elementwise); used by the tests and appliance/benchmarks/mnn_build.py.
 #include <cmath>
 #include "backend/cpu/CPUBackend.hpp"
 #include "core/Concurrency.h"
