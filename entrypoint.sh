@@ -33,14 +33,17 @@ setup_debian() {
 
 setup_python() {
     local extras="$1"
-    if ! "$PYTHON" -c "import mkbench, click, sqlite_utils, onnx, adbutils, _mnncengine, matplotlib, tree_sitter_cpp" 2>/dev/null \
-        || [ "${MKBENCH_REINSTALL:-0}" = 1 ]; then
-        log "installing mkbench[$extras]"
-        "$PYTHON" -m pip install -q -e "$here[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
-    fi
+    # llama-cpp-python first, without native CPU flags: the `llm` extra below must find it
+    # installed, or pip would build it with the defaults (which crash on some x86 CPUs).
     if ! "$PYTHON" -c "import llama_cpp" 2>/dev/null; then
         log "building llama-cpp-python from source (about 4 minutes on 2 cores)"
         CMAKE_ARGS="-DGGML_NATIVE=OFF" "$PYTHON" -m pip install -q --no-cache-dir llama-cpp-python 2>&1 \
+            | grep -v "^WARNING: Location" || true
+    fi
+    if ! "$PYTHON" -c "import mkbench, click, sqlite_utils, onnx, adbutils, _mnncengine, matplotlib, tree_sitter_cpp" 2>/dev/null \
+        || [ "${MKBENCH_REINSTALL:-0}" = 1 ]; then
+        log "installing mkbench[$extras]"
+        CMAKE_ARGS="-DGGML_NATIVE=OFF" "$PYTHON" -m pip install -q --no-cache-dir -e "$here[$extras]" 2>&1 \
             | grep -v "^WARNING: Location" || true
     fi
 }
