@@ -17,7 +17,7 @@ from mkbench.judge import evaluate as evaluate_module
 from mkbench.mnn import tree as mnn_tree
 from mkbench.tasks import get_task
 
-ABS = (Path(__file__).parent / "fixtures" / "candidates" / "abs.cpp").read_text()
+ABS = (settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp").read_text()
 LOOP = "            for (int i = begin; i < end; ++i) {\n                dst[i] = std::fabs(src[i]);\n            }"
 
 try:

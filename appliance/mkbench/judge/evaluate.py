@@ -271,21 +271,9 @@ def _run_and_judge(task, session: DeviceSession, stages, review, built, base, fi
     if first_report.get("threads_after", 0) > first_report.get("threads_before", 0):
         flags.append(f"threads: {first_report['threads_after'] - first_report['threads_before']} left running after the kernel")
     measurements.append(_measurement("candidate", 0, first_report, artifacts, iterations))
-    order = timing.balanced_order(PAIRS)
-    order.remove("candidate")
-    for side in order:
-        result, report, _ = session.run(side, warmup, iterations, timeout)
-        failure = _failure(result, side)
-        if failure:
-            return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(served),
-                                  flags=tuple(flags), compiler_output=built.compiler_output, **base))
-        (native_runs if side == "native" else candidate_runs).append(report["times_ms"])
-        measurements.append(_measurement(side, session.counter[side] - 1, report, artifacts, iterations))
-    summary = timing.summarise(native_runs, candidate_runs)
-    if summary.speedup > timing.IMPLAUSIBLE_SPEEDUP:
-        # Re-measure with as many pairs again before believing it; it stays flagged for review.
-        first_figure = summary.speedup
-        for side in timing.balanced_order(PAIRS):
+    def time_sides(order: list[str]) -> Verdict | None:
+        """Run the sides in this order, collecting their times; a failing run ends the verdict."""
+        for side in order:
             result, report, _ = session.run(side, warmup, iterations, timeout)
             failure = _failure(result, side)
             if failure:
@@ -293,6 +281,18 @@ def _run_and_judge(task, session: DeviceSession, stages, review, built, base, fi
                                       flags=tuple(flags), compiler_output=built.compiler_output, **base))
             (native_runs if side == "native" else candidate_runs).append(report["times_ms"])
             measurements.append(_measurement(side, session.counter[side] - 1, report, artifacts, iterations))
+        return None
+
+    order = timing.balanced_order(PAIRS)
+    order.remove("candidate")
+    if (failed := time_sides(order)) is not None:
+        return failed
+    summary = timing.summarise(native_runs, candidate_runs)
+    if summary.speedup > timing.IMPLAUSIBLE_SPEEDUP:
+        # Re-measure with as many pairs again before believing it; it stays flagged for review.
+        first_figure = summary.speedup
+        if (failed := time_sides(timing.balanced_order(PAIRS))) is not None:
+            return failed
         summary = timing.summarise(native_runs, candidate_runs)
         flags.append(f"implausible speedup {first_figure:.1f}x, re-measured {summary.speedup:.1f}x "
                      f"(> {timing.IMPLAUSIBLE_SPEEDUP:.0f}x): review")
