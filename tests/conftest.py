@@ -21,3 +21,16 @@ def mkbench_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MKBENCH_HOME", str(home))
     monkeypatch.setenv("MKBENCH_BUILDS", SHARED_BUILDS)
     return home
+
+
+@pytest.fixture
+def test_settings(mkbench_home) -> settings_module.Settings:
+    """This test's settings, skipping the test when the MNN tree is absent."""
+    from mkbench.mnn import tree
+
+    s = settings_module.load()
+    try:
+        tree.open_tree(s)
+    except tree.TreeError as error:
+        pytest.skip(f"MNN tree not found: set MKBENCH_MNN_SRC ({error})")
+    return s

@@ -17,18 +17,8 @@ import pytest
 
 from mkbench import settings as settings_module
 from mkbench import store
-from mkbench.mnn import build, tree
+from mkbench.mnn import build
 from mkbench.mnn.toolchain import TARGETS, Toolchain, ToolchainError, toolchain
-
-
-@pytest.fixture
-def test_settings() -> settings_module.Settings:
-    s = settings_module.load()
-    try:
-        tree.open_tree(s)
-    except tree.TreeError as error:
-        pytest.skip(f"MNN tree not found: set MKBENCH_MNN_SRC ({error})")
-    return s
 
 
 def test_library_key_follows_tree_toolchain_and_options(monkeypatch):
