@@ -48,9 +48,9 @@ def judge_settings(task: Task) -> dict:
     return {"threads": settings_module.JUDGE_THREADS, "precision": settings_module.JUDGE_PRECISION, "hints": hints}
 
 
-def _runner_argv(runner: str, workdir: str, out: str, warmup: int, iterations: int, config: dict,
-                 inputs: str = "inputs") -> list[str]:
-    argv = [runner, "--model", f"{workdir}/task.mnn", "--inputs", f"{workdir}/{inputs}", "--out", out,
+def _runner_argv(runner: str, model: str, inputs: str, out: str, warmup: int, iterations: int,
+                 config: dict) -> list[str]:
+    argv = [runner, "--model", model, "--inputs", inputs, "--out", out,
             "--warmup", str(warmup), "--iterations", str(iterations), "--threads", str(config["threads"]),
             "--precision", config["precision"]]
     for name, value in sorted(config["hints"].items()):
@@ -122,8 +122,9 @@ class DeviceSession:
         index = self.counter.get(label, 0)
         self.counter[label] = index + 1
         out = f"{self.workdir}/out-{label}-{index}"
-        argv = _runner_argv(f"{self.workdir}/{label}_runner", self.workdir, out, warmup, iterations, self.config,
-                            "inputs" if check else "timing_inputs")
+        inputs = f"{self.workdir}/{'inputs' if check else 'timing_inputs'}"
+        argv = _runner_argv(f"{self.workdir}/{label}_runner", f"{self.workdir}/task.mnn", inputs, out, warmup,
+                            iterations, self.config)
         before = self.cool_down()
         result = self.device.run(argv, cwd=self.workdir, timeout=timeout)
         after = self.device.read_state()

@@ -42,8 +42,7 @@ def check(task: Task, runner: Path, settings: settings_module.Settings | None = 
         inputs = Path(tmp) / "inputs"
         inputs.mkdir()
         (inputs / "timing").symlink_to(artifacts.inputs / "timing")
-        argv = _runner_argv(str(runner), tmp, f"{tmp}/out", 0, 1, judge_settings(task))
-        argv[argv.index("--model") + 1] = str(artifacts.mnn_model)
+        argv = _runner_argv(str(runner), str(artifacts.mnn_model), str(inputs), f"{tmp}/out", 0, 1, judge_settings(task))
         result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             return False, f"the native runner fails: {(result.stderr.strip().splitlines() or [''])[-1][:160]}"
