@@ -41,7 +41,7 @@ MIGRATIONS: list[str] = [
         id INTEGER PRIMARY KEY,
         created_at REAL NOT NULL,
         target TEXT NOT NULL,               -- host | arm64
-        what TEXT NOT NULL,                 -- native | candidate | converter
+        what TEXT NOT NULL,                 -- native | candidate | converter | composite (a candidate converter)
         cache_key TEXT NOT NULL,
         ok INTEGER NOT NULL,
         seconds REAL NOT NULL,

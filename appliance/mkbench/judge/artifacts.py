@@ -17,12 +17,13 @@ import numpy as np
 import onnx
 
 from .. import settings as settings_module
+from ..mnn import build as mnn_build
 from ..mnn import convert as mnn_convert
 from ..tasks import model as task_model
 from ..tasks.spec import Task
 
 # Bump when the way artifacts are made changes, so caches made the old way are not reused.
-ARTIFACTS_VERSION = 2
+ARTIFACTS_VERSION = 3  # 3: reference fixes for grouped ConvTranspose and ceil_mode AveragePool
 
 # MNN has no int64 tensors: the runner is fed int32 (what the converter gives the input).
 _RUNNER_DTYPES = {"int64": np.int32, "bool": np.int32, "float16": np.float32}
@@ -42,36 +43,46 @@ class TaskArtifacts:
 def prepare(task: Task, converter: Path | None = None, settings: settings_module.Settings | None = None) -> TaskArtifacts:
     """Build (or reuse) the task's model, inputs and references."""
     s = settings or settings_module.load()
-    directory = s.cache_dir / "tasks" / f"{task.name}-{task.sha256[:16]}-v{ARTIFACTS_VERSION}"
+    # Which converter made the .mnn is part of the key: switching converters never reuses a stale model.
+    made_by = mnn_convert.converter_identity(converter, s)
+    directory = s.cache_dir / "tasks" / f"{task.name}-{task.sha256[:16]}-{made_by}-v{ARTIFACTS_VERSION}"
     done = directory / "done.json"
     sets = task_model.correctness_sets(task)
     if not done.exists():
-        tmp = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model = task_model.build_model(task)
-        onnx.save(model, tmp / "task.onnx")
-        mnn_convert.convert(tmp / "task.onnx", tmp / "task.mnn", converter)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for set_name in ["timing", *sets]:
-                inputs = task_model.draw_inputs(task, set_name)
-                folder = tmp / "inputs" / set_name
-                folder.mkdir(parents=True)
-                for name, array in inputs.items():
-                    np.save(folder / f"{name}.npy", array.astype(_RUNNER_DTYPES.get(str(array.dtype), array.dtype)))
-                if set_name != "timing":
-                    references = task_model.reference_outputs(task, inputs, model)
-                    np.savez(tmp / f"reference-{set_name}.npz", **references)
-        (tmp / "done.json").write_text(json.dumps({"task": task.name, "sha256": task.sha256}))
-        shutil.rmtree(directory, ignore_errors=True)
-        tmp.rename(directory)
+        # Workers of one run prepare the same task at once: one builds, the others wait for it.
+        with mnn_build.locked(directory.with_name(directory.name + ".lock")):
+            if not done.exists():
+                _build(task, directory, converter, sets)
     references = {}
     for set_name in sets:
         with np.load(directory / f"reference-{set_name}.npz") as data:
             references[set_name] = {name: data[name] for name in data.files}
     return TaskArtifacts(directory, directory / "task.onnx", directory / "task.mnn", directory / "inputs",
                          tuple(sets), references, {i.name: list(i.shape) for i in task.inputs})
+
+
+def _build(task: Task, directory: Path, converter: Path | None, sets) -> None:
+    """Write the artifacts into a fresh .tmp folder, then rename it into place (never half-built)."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model = task_model.build_model(task)
+    onnx.save(model, tmp / "task.onnx")
+    mnn_convert.convert(tmp / "task.onnx", tmp / "task.mnn", converter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for set_name in ["timing", *sets]:
+            inputs = task_model.draw_inputs(task, set_name)
+            folder = tmp / "inputs" / set_name
+            folder.mkdir(parents=True)
+            for name, array in inputs.items():
+                np.save(folder / f"{name}.npy", array.astype(_RUNNER_DTYPES.get(str(array.dtype), array.dtype)))
+            if set_name != "timing":
+                references = task_model.reference_outputs(task, inputs, model)
+                np.savez(tmp / f"reference-{set_name}.npz", **references)
+    (tmp / "done.json").write_text(json.dumps({"task": task.name, "sha256": task.sha256}))
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
 
 
 def read_outputs(folder: Path) -> dict[str, np.ndarray]:

@@ -1,20 +1,30 @@
 """ONNX → .mnn conversion, and what the converted graph asks of a kernel.
 
-The converter runs in a child process: it prints freely, can crash, and must never pull in
-the MNN wheel's `MNN.tools` package (it pip-installs a logging SDK and uploads usage logs
-when imported). The wheel's native entry point `_tools.mnnconvert` is what its console
-script calls first; a converter built from the pinned tree can be used instead
-(`converter=` a path to an MNNConvert binary).
+When an MNN tree is configured, every conversion uses MNNConvert built from that tree
+(converter.tree_converter(), built on first use): the judged .mnn then comes from the same code
+as the kernels it exercises, and a composite candidate's converter differs from it only by the
+candidate. Only without a tree does mkbench fall back to the PyPI wheel's native entry point
+`_tools.mnnconvert` (what its console script calls first), never its `MNN.tools` package, which
+pip-installs a logging SDK and uploads usage logs when imported. Either way the converter runs
+in a child process: it prints freely and can crash.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .. import settings as settings_module
+from . import converter as converter_module
+from . import tree as tree_module
+from .toolchain import toolchain
 
 # Op types with a CPU execution creator in MNN 3.6.1 (REGISTER_CPU_OP_CREATOR in
 # source/backend/cpu); a kernel of kind cpu-execution replaces one of these.
@@ -57,15 +67,48 @@ _WHEEL_CONVERTER = (
 )
 
 
-def _run_converter(args: list[str], converter: Path | None, timeout: float) -> subprocess.CompletedProcess:
-    argv = [str(converter), *args] if converter else [sys.executable, "-c", _WHEEL_CONVERTER, "mnnconvert", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+# `converter=WHEEL` asks for the wheel's converter even when a tree is configured (tests, comparisons).
+WHEEL = "wheel"
 
 
-def convert(onnx_path: Path, mnn_path: Path, converter: Path | None = None, timeout: float = 300) -> str:
-    """Convert an ONNX file to .mnn; returns the converter's log, raises ConversionError."""
+def resolve_converter(converter: Path | str | None = None, settings: settings_module.Settings | None = None) -> Path | None:
+    """The MNNConvert binary a conversion runs (None: the wheel's entry point): the given one,
+    else the tree's (built on first use), else the wheel when no tree is configured."""
+    if converter == WHEEL:
+        return None
+    if converter is not None:
+        return Path(converter)
+    return converter_module.tree_converter(settings)
+
+
+def converter_identity(converter: Path | str | None = None, settings: settings_module.Settings | None = None) -> str:
+    """Which converter `resolve_converter` picks, as a short stable name for cache keys, without
+    building anything: "wheel-<version>", "tree-<converter build key>" or "bin-<sha256 of the binary>"."""
+    if converter is None:
+        s = settings or settings_module.load()
+        try:
+            tree = tree_module.open_tree(s)
+        except tree_module.TreeError:
+            converter = WHEEL
+        else:
+            return f"tree-{converter_module.converter_key(toolchain('host', s), tree.fingerprint)}"
+    if converter == WHEEL:
+        return f"wheel-{importlib.metadata.version('MNN')}"
+    return f"bin-{hashlib.sha256(Path(converter).read_bytes()).hexdigest()[:16]}"
+
+
+def _run_converter(args: list[str], converter: Path | str | None, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    binary = resolve_converter(converter)
+    argv = [str(binary), *args] if binary else [sys.executable, "-c", _WHEEL_CONVERTER, "mnnconvert", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def convert(onnx_path: Path, mnn_path: Path, converter: Path | str | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> str:
+    """Convert an ONNX file to .mnn (converter: see resolve_converter; env: extra variables for the
+    converter, e.g. MKBENCH_SERVED_LOG); returns the converter's log, raises ConversionError."""
     result = _run_converter(["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(mnn_path),
-                             "--bizCode", "mkbench"], converter, timeout)
+                             "--bizCode", "mkbench"], converter, timeout, env)
     log = result.stdout + result.stderr
     if result.returncode != 0 or not mnn_path.exists() or "Converted Success" not in log:
         lines = [line for line in log.splitlines() if line.strip() and "device supports" not in line]
@@ -73,8 +116,9 @@ def convert(onnx_path: Path, mnn_path: Path, converter: Path | None = None, time
     return log
 
 
-def converted_ops(mnn_path: Path, converter: Path | None = None) -> list[ConvertedOp]:
-    """The ops of a .mnn graph in order, with the sub-type of shared op types."""
+def converted_ops(mnn_path: Path, converter: Path | str | None = None) -> list[ConvertedOp]:
+    """The ops of a .mnn graph in order, with the sub-type of shared op types (dumped to JSON by
+    the same converter choice as convert())."""
     with tempfile.TemporaryDirectory() as tmp:
         json_path = Path(tmp) / "model.json"
         result = _run_converter(["-f", "MNN", "--modelFile", str(mnn_path), "--JsonFile", str(json_path)],
