@@ -1,25 +1,40 @@
-"""What one candidate evaluation costs, and how noisy the host's timings are.
+"""What one candidate evaluation costs, per kind of kernel, and how noisy the host's timings are.
 
-    python appliance/benchmarks/judge.py                # 3 evaluations of the example Abs kernel + noise floor
+    python appliance/benchmarks/judge.py                # 3 evaluations per kind + noise floor
     python appliance/benchmarks/judge.py --pairs 20     # native-vs-native pairs per task (default 20)
 
-Prints the time of each evaluation split into build / deploy / run / compare (target: under
-10 s on 2 cores, build included), then native MNN timed against itself on the host: the
-speedup must centre on 1.0, and its spread is the noise floor a real speedup must clear.
+Prints the time of each evaluation split into build / convert / deploy / run / compare for one
+example kernel of each kind: a CPU execution (Abs), a geometry computer (Reshape) and a converter
+transform (Softplus, whose "build" is linking a converter with the candidate inside and whose
+"convert" is converting the task with it). Target: under 10 s on 2 cores, build included. Then
+native MNN timed against itself on the host: the speedup must centre on 1.0, and its spread is
+the noise floor a real speedup must clear.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 from mkbench import settings as settings_module
 from mkbench.devices import get_device
 from mkbench.judge import selftest
 from mkbench.judge.evaluate import evaluate
 from mkbench.tasks import get_task
+from mkbench.tasks.spec import MnnTarget
 
-EXAMPLE = settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp"
+EXAMPLES = settings_module.REPO_ROOT / "mnn" / "examples"
+# (kind, task, example kernel); the composite task is Softplus_2d judged as a converter transform.
+KINDS = (("cpu-execution", "Abs", "abs_candidate.cpp"), ("geometry", "Reshape", "reshape_geometry.cpp"),
+         ("composite", "Softplus_2d", "softplus_composite.cpp"))
+
+
+def _as_kind(task, kind: str):
+    if task.mnn.kind == kind:
+        return task
+    targets = (("Softplus", None),) if kind == "composite" else task.mnn.targets
+    return replace(task, mnn=MnnTarget(kind, targets, task.mnn.converted_ops, {}))
 
 
 def main() -> None:
@@ -29,15 +44,18 @@ def main() -> None:
     parser.add_argument("--task", action="append", default=None, help="tasks for the noise floor")
     args = parser.parse_args()
     host = get_device("host")
-    source = EXAMPLE.read_text()
-    task = get_task("Abs")
-    for index in range(args.evaluations):
-        started = time.monotonic()
-        # A unique comment makes the first build ccache-cold; later ones reuse the worker's build.
-        verdict = evaluate(task, source + f"\n// evaluation {index}\n" * (index == 0), host)
-        total = time.monotonic() - started
-        stages = "  ".join(f"{k} {v:.2f}s" for k, v in verdict.stage_seconds.items())
-        print(f"evaluation {index + 1}: {verdict.verdict}, total {total:.2f}s  ({stages})  speedup {verdict.speedup:.3f}")
+    for kind, task_name, example in KINDS:
+        source = (EXAMPLES / example).read_text()
+        task = _as_kind(get_task(task_name), kind)
+        for index in range(args.evaluations):
+            started = time.monotonic()
+            # A unique comment makes the first build ccache-cold; later ones reuse the worker's build.
+            verdict = evaluate(task, source + f"\n// evaluation {index}\n" * (index == 0), host)
+            total = time.monotonic() - started
+            stages = "  ".join(f"{k} {v:.2f}s" for k, v in verdict.stage_seconds.items())
+            speedup = f"{verdict.speedup:.3f}" if verdict.speedup else "-"
+            print(f"{kind} {task_name} evaluation {index + 1}: {verdict.verdict}, total {total:.2f}s  ({stages})  "
+                  f"speedup {speedup}")
     for name in args.task or ["Softmax", "Exp"]:
         floor = selftest.measure(get_task(name), host, pairs=args.pairs)
         print(f"native vs native, {name}: median ratio {floor.speedup:.3f}, per-pair {floor.low:.3f}-{floor.high:.3f} "

@@ -402,7 +402,7 @@ int main(int argc, char** argv) {
                 ", \"sub_type\": " + (s.sub_type.empty() ? std::string("null") : jsonString(s.sub_type)) +
                 ", \"served\": " + jsonString(s.served) + ", \"execution_class\": " + jsonString(className) +
                 ", \"class_defined_in\": " + jsonString(origin) + ", \"backend_bytes\": " + std::to_string(s.backend_bytes) +
-                ", \"float_inputs\": " + (s.float_inputs ? "true" : "false") + "}";
+                ", \"float_inputs\": " + (s.float_inputs ? "true" : "false") + ", \"stage\": " + jsonString(s.stage) + "}";
     }
     json += "],\n \"threads_before\": " + std::to_string(threadsBefore) + ",\n \"threads_after\": " + std::to_string(threadsAfter);
     json += ",\n \"mnn_version\": " + jsonString(MNN::getVersion());

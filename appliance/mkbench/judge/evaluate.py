@@ -1,9 +1,11 @@
 """evaluate(task, candidate, device) -> Verdict: the one function that decides a verdict.
 
-Build the candidate's runner (its kernel swapped into a copy of MNN's registration), push
-runners, model and inputs to the device, run native and candidate in a balanced order,
-check every correctness set against the host-side reference, prove from the creation-time
-record that the candidate served the task's op, and store the verdict with every timing.
+Build the candidate's runner (its kernel swapped into a copy of MNN's CPU or geometry
+registration), or for a composite kernel its converter (the candidate's transform in place of
+MNN's, which converts the task's model once more); push runners, models and inputs to the
+device, run native and candidate in a balanced order, check every correctness set against the
+host-side reference, prove from the creation-time (or conversion-time) record that the
+candidate served the task's op, and store the verdict with every timing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import json
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from dataclasses import replace
@@ -21,6 +24,8 @@ from .. import settings as settings_module
 from .. import store
 from ..devices import Device, DeviceLost, RunResult, store_device
 from ..mnn import build as mnn_build
+from ..mnn import convert as mnn_convert
+from ..mnn import converter as mnn_converter
 from ..mnn import inject
 from ..tasks.spec import Task
 from . import artifacts as task_artifacts
@@ -30,6 +35,7 @@ from .verdict import Verdict
 
 TARGET_RUN_MS = 300.0  # work per timed run on a real device: more narrows the noise
 MIN_RUN_TIMEOUT = 60.0  # seconds a run may take before the kernel is judged never to return
+CONVERT_TIMEOUT = 300.0  # seconds a candidate converter may take to convert the task's model
 HOT_CELSIUS = 50.0  # above this (any thermal zone) a phone cools down before the next timed run
 COOL_DOWN_SECONDS = 120.0  # the longest wait for it
 PAIRS = 3  # native/candidate pairs, balanced order
@@ -70,6 +76,11 @@ def _failure(result: RunResult, side: str) -> tuple[str, str] | None:
     return None
 
 
+# Where each kind of kernel is asked for: a CPU creator at session creation, a geometry computer
+# when the session is resized, a converter transform while the model is converted.
+STAGES = {"cpu-execution": "execution", "geometry": "geometry", "composite": "converter"}
+
+
 def served_by_candidate(task: Task, served: list[dict]) -> tuple[str, str]:
     """("ok" | "not-exercised" | "delegated", reason) from the runner's creation-time record.
 
@@ -77,8 +88,10 @@ def served_by_candidate(task: Task, served: list[dict]) -> tuple[str, str]:
     execution class it returned is defined (`class_defined_in`): a candidate creator that
     returns MNN's own execution has delegated the work.
     """
+    stage = STAGES.get(task.mnn.kind if task.mnn else "", "execution")
+
     def matches(record: dict, op_type: str, sub_type: str | None) -> bool:
-        if record.get("op_type") != op_type:
+        if record.get("op_type") != op_type or record.get("stage", "execution") != stage:
             return False
         return sub_type is None or str(record.get("sub_type", "")).upper().endswith(sub_type.upper())
 
@@ -102,13 +115,20 @@ class DeviceSession:
     Shared by evaluate() (native vs candidate) and selftest (native vs native).
     """
 
-    def __init__(self, device: Device, artifacts, runners: dict[str, Path], config: dict, name: str, local: Path):
+    def __init__(self, device: Device, artifacts, runners: dict[str, Path], config: dict, name: str, local: Path,
+                 models: dict[str, Path] | None = None):
+        """models: a .mnn per label where the sides run different models (a composite candidate's
+        converter makes its own); by default every side runs the task's model."""
         self.device, self.artifacts, self.config, self.local = device, artifacts, config, local
         self.workdir = device.workdir(name)
         self.counter: dict[str, int] = {}
+        self.models = {label: "task.mnn" for label in runners}
         for label, path in runners.items():
             device.push(path, f"{self.workdir}/{label}_runner")
         device.push(artifacts.mnn_model, f"{self.workdir}/task.mnn")
+        for label, path in (models or {}).items():
+            self.models[label] = f"{label}.mnn"
+            device.push(path, f"{self.workdir}/{label}.mnn")
         for path in sorted(artifacts.inputs.rglob("*.npy")):
             device.push(path, f"{self.workdir}/inputs/{path.relative_to(artifacts.inputs).as_posix()}")
         # The same timing inputs without the correctness sets, for runs that are only timed.
@@ -123,7 +143,7 @@ class DeviceSession:
         self.counter[label] = index + 1
         out = f"{self.workdir}/out-{label}-{index}"
         inputs = f"{self.workdir}/{'inputs' if check else 'timing_inputs'}"
-        argv = _runner_argv(f"{self.workdir}/{label}_runner", f"{self.workdir}/task.mnn", inputs, out, warmup,
+        argv = _runner_argv(f"{self.workdir}/{label}_runner", f"{self.workdir}/{self.models[label]}", inputs, out, warmup,
                             iterations, self.config)
         before = self.cool_down()
         result = self.device.run(argv, cwd=self.workdir, timeout=timeout)
@@ -202,23 +222,42 @@ def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = 
     started = time.monotonic()
     artifacts = task_artifacts.prepare(task, settings=s)
     native = mnn_build.build_native(target, s)
-    built = inject.build_candidate(candidate, task.mnn.targets if task.mnn else (), target, worker, s)
-    stages["build"] = time.monotonic() - started
+    kind = task.mnn.kind if task.mnn else "cpu-execution"
     review = tuple(scan.flags(candidate))
+    local = Path(tempfile.mkdtemp(prefix="mkbench-eval-", dir=s.cache_dir if s.cache_dir.exists() else None))
+    models: dict[str, Path] = {}
+    converted: list[dict] = []
+    if kind == "composite":
+        built = mnn_converter.build_composite_candidate(candidate, task.mnn.targets[0][0], s, worker)
+        candidate_runner = native.runner
+    else:
+        built = inject.build_candidate(candidate, task.mnn.targets if task.mnn else (), target, worker, s, kind=kind)
+        candidate_runner = built.runner
+    stages["build"] = time.monotonic() - started
     if not built.ok:
+        shutil.rmtree(local, ignore_errors=True)
         return finish(Verdict("compile-error", built.reason, compiled=False, correct=False, flags=review,
                               compiler_output=built.compiler_output, stage_seconds=stages, **base))
-    if built.native_references:
+    if getattr(built, "native_references", ()):
+        shutil.rmtree(local, ignore_errors=True)
         return finish(Verdict("delegated", f"calls MNN's own kernel: {', '.join(built.native_references)[:200]}",
                               compiled=True, correct=False, flags=review, compiler_output=built.compiler_output,
                               stage_seconds=stages, **base))
+    if kind == "composite":
+        started = time.monotonic()
+        models["candidate"], converted, failure = _convert_with_candidate(task, artifacts, built, local)
+        stages["convert"] = time.monotonic() - started
+        if failure:
+            shutil.rmtree(local, ignore_errors=True)
+            return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(converted), flags=review,
+                                  compiler_output=built.compiler_output, stage_seconds=stages, **base))
 
     started = time.monotonic()
-    local = Path(tempfile.mkdtemp(prefix="mkbench-eval-", dir=s.cache_dir if s.cache_dir.exists() else None))
     name = f"{task.name}-{hashlib.sha256(candidate.encode()).hexdigest()[:8]}-{worker}"
     session = None
     try:
-        session = DeviceSession(device, artifacts, {"native": native.runner, "candidate": built.runner}, config, name, local)
+        session = DeviceSession(device, artifacts, {"native": native.runner, "candidate": candidate_runner}, config, name,
+                                local, models=models)
         stages["deploy"] = time.monotonic() - started
         run_started = time.monotonic()
 
@@ -226,14 +265,33 @@ def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = 
             stages["run"] = time.monotonic() - run_started - stages.get("compare", 0.0)
             return finish(verdict, measurements)
 
-        return _run_and_judge(task, session, stages, review, built, base, conclude)
+        return _run_and_judge(task, session, stages, review, built, base, conclude, converted)
     finally:
         shutil.rmtree(local, ignore_errors=True)
         if session is not None:
             session.close()
 
 
-def _run_and_judge(task, session: DeviceSession, stages, review, built, base, finish) -> Verdict:
+def _convert_with_candidate(task: Task, artifacts, built, local: Path) -> tuple[Path, list[dict], tuple[str, str] | None]:
+    """Convert the task's ONNX model with the candidate's converter: (model, the conversion's
+    served records, (verdict, reason) if it failed or never asked the candidate's transform)."""
+    model, served_log = local / "candidate.mnn", local / "transforms.log"
+    onnx_op = task.mnn.targets[0][0]
+    try:
+        mnn_convert.convert(artifacts.onnx_model, model, converter=built.converter, timeout=CONVERT_TIMEOUT,
+                            env={mnn_converter.SERVED_LOG_ENV: str(served_log)})
+    except subprocess.TimeoutExpired:
+        return model, [], ("timeout", f"converting the task with the candidate's converter took over {CONVERT_TIMEOUT:.0f} s")
+    except mnn_convert.ConversionError as error:
+        return model, [], ("crash", f"converting the task with the candidate's converter failed: {str(error)[:200]}")
+    converted = [{"op_type": op, "sub_type": None, "served": "candidate", "stage": "converter",
+                  "execution_class": "", "class_defined_in": "candidate"} for op in mnn_converter.served_transforms(served_log)]
+    if not converted:
+        return model, [], ("not-exercised", f"MNN's converter never asked the candidate's transform for {onnx_op}")
+    return model, converted, None
+
+
+def _run_and_judge(task, session: DeviceSession, stages, review, built, base, finish, converted=()) -> Verdict:
     """Calibrate, run the candidate (correctness first), then time native against candidate."""
     artifacts, emulated = session.artifacts, session.device.emulated
     warmup, iterations, timeout = session.calibrate("native")
@@ -244,7 +302,7 @@ def _run_and_judge(task, session: DeviceSession, stages, review, built, base, fi
     if failure:
         return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, flags=review,
                               compiler_output=built.compiler_output, **base))
-    served = (first_report or {}).get("served", [])
+    served = [*converted, *(first_report or {}).get("served", [])]
     exercised, why = served_by_candidate(task, served)
     if exercised != "ok":
         return finish(Verdict(exercised, why, compiled=True, correct=False, served=tuple(served), flags=review,

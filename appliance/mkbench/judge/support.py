@@ -1,10 +1,12 @@
-"""Can today's judge serve a task? Measured, not assumed.
+"""Can the judge serve a task, and with which kind of kernel? Measured, not assumed.
 
-A CPU-execution candidate replaces the creators of the task's (op type, sub-type) targets.
-That only means something if MNN, with the judge's runtime settings, asks a CPU creator for
-each target when it runs the task: geometry may lower an op into Raster regions or a loop
-first (MNN-NOTES). So the native runner runs the task once on the host, and its
-creation-time record must show every target being created.
+A CPU-execution candidate replaces the creators of the task's (op type, sub-type) targets, a
+geometry candidate the geometry computer of an op type. Either only means something if MNN,
+with the judge's runtime settings, asks for it when it runs the task: geometry may lower an op
+into Raster regions or a loop first (MNN-NOTES). So the native runner runs the task once on the
+host, and its creation-time record (CPU creations and geometry computations) must show every
+target being asked for. A composite candidate replaces the converter's transform of the task's
+ONNX operator; the tree says whether one exists, and every evaluation proves it ran.
 """
 
 from __future__ import annotations
@@ -30,13 +32,8 @@ def host_runner(settings: settings_module.Settings | None = None) -> Path | None
     return None
 
 
-def check(task: Task, runner: Path, settings: settings_module.Settings | None = None) -> tuple[bool, str]:
-    """(judgeable, reason): every target is a CPU op type and MNN creates each one."""
-    if task.mnn is None:
-        return False, "no MNN target recorded"
-    not_cpu = [t for t, _ in task.mnn.targets if t not in CPU_OP_TYPES]
-    if not_cpu:
-        return False, f"{', '.join(not_cpu)} has no CPU execution to replace (geometry kernels are not judged yet)"
+def native_report(task: Task, runner: Path, settings: settings_module.Settings | None = None) -> dict:
+    """The native runner's report.json for one timing run of the task (raises RuntimeError)."""
     artifacts = task_artifacts.prepare(task, settings=settings)
     with tempfile.TemporaryDirectory(prefix="mkbench-support-") as tmp:
         inputs = Path(tmp) / "inputs"
@@ -45,13 +42,65 @@ def check(task: Task, runner: Path, settings: settings_module.Settings | None = 
         argv = _runner_argv(str(runner), str(artifacts.mnn_model), str(inputs), f"{tmp}/out", 0, 1, judge_settings(task))
         result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
-            return False, f"the native runner fails: {(result.stderr.strip().splitlines() or [''])[-1][:160]}"
-        report = json.loads((Path(tmp) / "out" / "report.json").read_text())
+            raise RuntimeError(f"the native runner fails: {(result.stderr.strip().splitlines() or [''])[-1][:160]}")
+        return json.loads((Path(tmp) / "out" / "report.json").read_text())
+
+
+def _asked(served: list[dict], stage: str, op_type: str, sub_type: str | None = None) -> bool:
+    return any(r.get("op_type") == op_type and r.get("stage", "execution") == stage
+               and (sub_type is None or str(r.get("sub_type", "")).upper().endswith(sub_type)) for r in served)
+
+
+def choose_kind(task: Task, targets: tuple, report: dict, tree_root: Path | None) -> tuple[str, tuple, bool, str]:
+    """(kind, targets, judgeable, reason) from the converted graph's compute targets and what MNN
+    asked for when it ran them, in this order of preference:
+      cpu-execution  one compute op, and MNN asks its CPU creator;
+      composite      MNN's converter rewrites the ONNX operator with a transform of its own (onnxextra);
+      cpu-execution  several compute ops, all asked of CPU creators (ReduceL1 = ABS + SUM);
+      geometry       the ops the CPU creators never see are each computed by a geometry computer.
+    """
+    from ..mnn import converter as mnn_converter
+
     served = report.get("served", [])
     executed = sorted({op.get("type", "?") for op in report.get("ops", [])})
+    cpu_asked = [t for t in targets if t[0] in CPU_OP_TYPES and _asked(served, "execution", t[0], t[1])]
+    if len(targets) == 1 and cpu_asked:
+        return "cpu-execution", targets, True, ""
+    if tree_root is not None and mnn_converter.native_transform_files(tree_root, task.operator):
+        return "composite", ((task.operator, None),), True, ""
+    if len(cpu_asked) == len(targets):
+        return "cpu-execution", targets, True, ""
+    rest = [t for t in targets if t not in cpu_asked]
+    geometry = tuple(dict.fromkeys((op, None) for op, _ in rest if _asked(served, "geometry", op)))
+    missing = [op for op, _ in rest if not _asked(served, "geometry", op)]
+    if geometry and not missing:
+        return "geometry", geometry, True, ""
+    labels = [f"{op}:{sub}" if sub else op for op, sub in rest]
+    return ("cpu-execution" if all(t[0] in CPU_OP_TYPES for t in targets) else "geometry"), targets, False, (
+        f"MNN asks neither a CPU creator nor a geometry computer for {', '.join(labels)}: it runs {', '.join(executed)}")
+
+
+def check(task: Task, runner: Path, settings: settings_module.Settings | None = None) -> tuple[bool, str]:
+    """(judgeable, reason) for the kind and targets the task records."""
+    if task.mnn is None:
+        return False, "no MNN target recorded"
+    if task.mnn.kind == "composite":
+        from ..mnn import converter as mnn_converter
+        from ..mnn import tree as tree_module
+
+        root = tree_module.open_tree(settings or settings_module.load()).path
+        found = mnn_converter.native_transform_files(root, task.mnn.targets[0][0])
+        return (True, "") if found else (False, f"MNN's converter has no transform for {task.mnn.targets[0][0]}")
+    try:
+        report = native_report(task, runner, settings)
+    except RuntimeError as error:
+        return False, str(error)
+    served = report.get("served", [])
+    executed = sorted({op.get("type", "?") for op in report.get("ops", [])})
+    stage = "geometry" if task.mnn.kind == "geometry" else "execution"
     for op_type, sub_type in task.mnn.targets:
         label = f"{op_type}:{sub_type}" if sub_type else op_type
-        if not any(r.get("op_type") == op_type and (sub_type is None or str(r.get("sub_type", "")).upper().endswith(sub_type))
-                   for r in served):
-            return False, f"MNN never asks a CPU creator for {label}: it runs {', '.join(executed)}"
+        if not _asked(served, stage, op_type, sub_type):
+            asked = "a geometry computer" if stage == "geometry" else "a CPU creator"
+            return False, f"MNN never asks {asked} for {label}: it runs {', '.join(executed)}"
     return True, ""

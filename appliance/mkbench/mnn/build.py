@@ -65,6 +65,7 @@ MNN_OPTIONS: dict[str, str] = {
 }
 
 REGISTER_SOURCE = "source/backend/cpu/CPUOPRegister.cpp"
+GEOMETRY_REGISTER_SOURCE = "source/geometry/GeometryOPRegister.cpp"
 
 
 class BuildError(RuntimeError):
@@ -189,27 +190,32 @@ def record_build(settings: settings_module.Settings, target: str, what: str, cac
 # ---------------------------------------------------------------- layer 1: the MNN library
 
 
-def _configure_and_build_library(tc: Toolchain, tree_root: Path, build_dir: Path, log: BuildLog) -> Path:
+def _configure_and_build_library(
+    tc: Toolchain, tree_root: Path, build_dir: Path, log: BuildLog,
+    options: dict[str, str] = MNN_OPTIONS, ninja_target: str = "MNN", product: str = "libMNN.a",
+) -> Path:
+    """Configure (once) and build one target of MNN's CMake project; returns the product's path.
+    The native build makes the library; the converter build (converter.py) makes MNNConvert."""
     ccache = shutil.which("ccache")
     launcher = [f"-DCMAKE_C_COMPILER_LAUNCHER={ccache}", f"-DCMAKE_CXX_COMPILER_LAUNCHER={ccache}"] if ccache else []
     if not (build_dir / "build.ninja").is_file():
         configure = [
             "cmake", "-G", "Ninja", "-S", tree_root, "-B", build_dir,
             *tc.cmake_args,
-            *(f"-D{k}={v}" for k, v in MNN_OPTIONS.items()),
+            *(f"-D{k}={v}" for k, v in options.items()),
             "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON",
             *launcher,
         ]
         result = log.run(configure, env=ccache_env())
         if result.returncode != 0:
             raise BuildError(f"CMake configure of MNN ({tc.target}) failed: see {build_dir}/../build.log")
-    result = log.run(["ninja", "-C", build_dir, "-j", str(_jobs()), "MNN"], env=ccache_env())
+    result = log.run(["ninja", "-C", build_dir, "-j", str(_jobs()), ninja_target], env=ccache_env())
     if result.returncode != 0:
-        raise BuildError(f"building MNN ({tc.target}) failed: see {build_dir}/../build.log")
-    library = build_dir / "libMNN.a"
-    if not library.is_file():
-        raise BuildError(f"MNN ({tc.target}) built but {library} is missing")
-    return library
+        raise BuildError(f"building {ninja_target} ({tc.target}) failed: see {build_dir}/../build.log")
+    built = build_dir / product
+    if not built.is_file():
+        raise BuildError(f"{ninja_target} ({tc.target}) built but {built} is missing")
+    return built
 
 
 # ---------------------------------------------------------------- layer 2: the link kit
@@ -292,10 +298,29 @@ def compile_cpp(
     return log.run(argv, cwd=cwd or native.compile_directory, env=ccache_env(), timeout=timeout)
 
 
+def geometry_register_symbol(native: NativeBuild) -> str:
+    """The mangled name of GeometryComputer::registerGeometryComputer in this build (it differs
+    between libstdc++ and the NDK's libc++), which every runner link wraps; cached."""
+    cache = native.directory / "geometry_register_symbol.txt"
+    if cache.is_file():
+        return cache.read_text().strip()
+    listing = subprocess.run([binutil(native.compile_command, "nm"), "--defined-only", "-P", str(native.library_noreg)],
+                             capture_output=True, text=True)
+    for line in listing.stdout.splitlines():
+        parts = line.split()
+        # Itanium mangling of MNN::GeometryComputer::registerGeometryComputer(...), any standard library
+        if len(parts) >= 2 and parts[1] == "T" and parts[0].startswith("_ZN3MNN16GeometryComputer24registerGeometryComputerE"):
+            cache.write_text(parts[0] + "\n")
+            return parts[0]
+    raise BuildError(f"MNN::GeometryComputer::registerGeometryComputer is not defined in {native.library_noreg}")
+
+
 def link_runner(native: NativeBuild, objects: Sequence[Path], output: Path, log: BuildLog) -> subprocess.CompletedProcess:
-    """Link runner objects against the library without MNN's register object."""
+    """Link runner objects against the library without MNN's register object; every registration
+    of a geometry computer goes through mkbench's recorder (mnn/runner/mkbench_geometry.inc)."""
     staging = output.with_name(output.name + ".partial")
-    command = [*native.link_command, "-o", staging, *objects, native.library_noreg, *native.link_libs]
+    wrap = f"-Wl,--wrap={geometry_register_symbol(native)}"
+    command = [*native.link_command, wrap, "-o", staging, *objects, native.library_noreg, *native.link_libs]
     result = log.run(command)
     if result.returncode == 0:
         staging.replace(output)
@@ -318,12 +343,13 @@ def _build_runner(native: NativeBuild, directory: Path, log: BuildLog) -> tuple[
     if result.returncode != 0:
         raise BuildError(f"compiling the runner failed: {first_error(result)}")
     register_obj = inject.compile_register_copy(native, directory, log)
+    geometry_obj = inject.compile_geometry_copy(native, directory, log)
     info_obj = inject.compile_native_info(native, directory, log)
     runner = directory / "runner"
-    result = link_runner(native, [runner_obj, register_obj, info_obj], runner, log)
+    result = link_runner(native, [runner_obj, register_obj, geometry_obj, info_obj], runner, log)
     if result.returncode != 0:
         raise BuildError(f"linking the runner failed: {first_error(result)}")
-    return runner, (runner_obj, register_obj)
+    return runner, (runner_obj, register_obj, geometry_obj)
 
 
 def first_error(result: subprocess.CompletedProcess) -> str:

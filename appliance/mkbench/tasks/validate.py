@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .. import settings as settings_module
 from ..judge.compare import compare_all
 from ..mnn import convert as mnn_convert
 from . import model as task_model
@@ -69,8 +70,8 @@ def runtime_hints(task: Task, targets) -> dict[str, int]:
     return {}
 
 
-# Ops that only reinterpret a shape: the work of a task that has other ops is elsewhere.
-SHAPE_ONLY_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "ExpandDims", "Flatten"})
+# Ops that only reinterpret or read a shape: the work of a task that has other ops is elsewhere.
+SHAPE_ONLY_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "ExpandDims", "Flatten", "Shape", "Rank", "Size"})
 
 
 def classify(ops: list[mnn_convert.ConvertedOp]) -> tuple[str, tuple[tuple[str, str | None], ...]]:
@@ -198,10 +199,7 @@ def check_task(task: Task, host_runner: Path | None = None) -> TaskCheck:
             native_reason = result.reason
         except Exception as error:
             native_reason = str(error)[:200]
-    mismatch = ""
-    if task.mnn is None or task.mnn.kind != kind or tuple(task.mnn.targets) != targets or task.mnn.hints != hints:
-        recorded = f"{task.mnn.kind} {list(task.mnn.targets)} {task.mnn.hints}" if task.mnn else "nothing"
-        mismatch = f"spec records {recorded}, conversion gives {kind} {list(targets)} {hints} (run with --write)"
+    mismatch = _mismatch(task, kind, targets, hints)
     reason = ""
     if nonfinite:
         reason = "reference not finite in fp32: " + nonfinite[0]
@@ -214,15 +212,41 @@ def check_task(task: Task, host_runner: Path | None = None) -> TaskCheck:
     runnable = not reason and not problems
     judgeable, judge_reason = None, ""
     if runnable and host_runner is not None:
-        from dataclasses import replace as replace_field
-
-        from ..judge import support
-        from .spec import MnnTarget
-
-        found = MnnTarget(kind, targets, labels, hints)
-        judgeable, judge_reason = support.check(replace_field(task, mnn=found), host_runner)
+        kind, targets, hints, judgeable, judge_reason = _measured_kind(task, kind, targets, labels, hints, host_runner)
+        mismatch = _mismatch(task, kind, targets, hints)
     return TaskCheck(task.name, tuple(problems), node_count, labels, tuple(sorted(hints.items())), kind, targets,
                      native_ok, native_error, runnable, reason, tuple(nonfinite), mismatch, judgeable, judge_reason)
+
+
+def _mismatch(task: Task, kind: str, targets: tuple, hints: dict) -> str:
+    if task.mnn is None or task.mnn.kind != kind or tuple(task.mnn.targets) != targets or task.mnn.hints != hints:
+        recorded = f"{task.mnn.kind} {list(task.mnn.targets)} {task.mnn.hints}" if task.mnn else "nothing"
+        return f"spec records {recorded}, conversion gives {kind} {list(targets)} {hints} (run with --write)"
+    return ""
+
+
+def _measured_kind(task: Task, kind: str, targets: tuple, labels: tuple, hints: dict, host_runner: Path):
+    """(kind, targets, hints, judgeable, reason): the kind of kernel the native runner's record
+    shows MNN asking for (judge/support.py), with the runtime hints that kind needs."""
+    from dataclasses import replace as replace_field
+
+    from ..judge import support
+    from ..mnn import tree as tree_module
+    from .spec import MnnTarget
+
+    try:
+        root = tree_module.open_tree(settings_module.load()).path
+    except tree_module.TreeError:
+        root = None
+    probe = replace_field(task, mnn=MnnTarget(kind, targets, labels, hints))
+    try:
+        report = support.native_report(probe, host_runner)
+    except RuntimeError as error:
+        return kind, targets, hints, False, str(error)
+    kind, chosen, judgeable, reason = support.choose_kind(task, targets, report, root)
+    if kind != "cpu-execution":
+        hints = {}  # a composite's model and a geometry computer run with MNN's default lowering
+    return kind, chosen, hints, judgeable, reason
 
 
 def validate(tasks: list[Task], workers: int = 2) -> list[TaskCheck]:
@@ -288,7 +312,7 @@ def summarise(tasks: list[Task], checks: list[TaskCheck], written: bool = False)
             judgeable_by_kind[check.kind] = judgeable_by_kind.get(check.kind, 0) + 1
         elif check.runnable and check.judgeable is False:
             not_judgeable.append(f"{task.name}: {check.judge_reason}")
-        else:
+        elif not check.runnable:
             not_runnable.append(f"{task.name}: {check.reason or '; '.join(check.problems)}")
     return Summary(len(tasks), sum(c.runnable for c in checks), by_kind,
                    sum(c.node_tests > 0 and not any(p.startswith("node test") for p in c.problems) for c in checks),
