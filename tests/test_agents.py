@@ -139,9 +139,9 @@ def test_ablations_change_what_the_debugger_gets(db):
 
 
 def with_targets(name: str, *targets):
-    """A task with other MNN targets (as validation might find them)."""
+    """A task with other MNN targets for a CPU-execution kernel (as validation might find them)."""
     task = get_task(name)
-    return replace(task, mnn=replace(task.mnn, targets=tuple(targets)))
+    return replace(task, mnn=replace(task.mnn, kind="cpu-execution", targets=tuple(targets)))
 
 
 def test_a_task_the_scaffold_cannot_frame(db):

@@ -13,9 +13,25 @@ from mkbench.agents.tools.scaffold import (
     ScaffoldUnsupported,
     scaffold_for,
 )
-from mkbench.tasks import get_task
+from mkbench.tasks import get_task as get_spec_task
+from mkbench.tasks.spec import MnnTarget
 
 FUNCTIONS = Path(__file__).parent / "fixtures" / "agents" / "functions"
+
+
+# LogSoftmax's spec is a composite (the converter's transform), but as MNN converts it, it is five
+# CPU ops over three op types: the scaffold's multi-kind case, kept as a CPU-execution variant.
+LOGSOFTMAX_CPU_TARGETS = (("Reduction", "MAXIMUM"), ("BinaryOp", "SUB"), ("UnaryOp", "EXP"), ("Reduction", "SUM"), ("UnaryOp", "LOG"))
+
+
+def get_task(name: str):
+    """The suite's task; LogSoftmax as its five CPU ops (see above)."""
+    from dataclasses import replace
+
+    task = get_spec_task(name)
+    if name == "LogSoftmax":
+        return replace(task, mnn=MnnTarget("cpu-execution", LOGSOFTMAX_CPU_TARGETS, task.mnn.converted_ops, {}))
+    return task
 
 
 def functions(name: str) -> str:
@@ -77,6 +93,8 @@ def test_targets_the_scaffold_cannot_frame():
         scaffold_for(with_targets("Abs", ("UnaryOp", "ABS"), ("Reshape", None)))
     with pytest.raises(ScaffoldUnsupported, match="without a sub-type"):
         scaffold_for(with_targets("Abs", ("UnaryOp", None)))
+    with pytest.raises(ScaffoldUnsupported, match="needs a geometry kernel"):
+        scaffold_for(get_task("CumSum"))
     assert scaffold_for(with_targets("ReduceL1", ("UnaryOp", "ABS"), ("Reduction", "SUM"))).names == (
         "mk_unary_abs", "mk_reduce_sum")
 
@@ -179,5 +197,6 @@ def test_packed_input_padded_to_the_backend_pack(tmp_path):
     verdict = evaluate(task, source, get_device("host"), db=store.open_db(tmp_path / "judge.sqlite"), worker="scaffold-test",
                        settings=test_settings())
     assert verdict.verdict == "correct", verdict.line()
-    assert [(r["op_type"], r["served"]) for r in verdict.served if r["op_type"] != "Raster"] == [
+    executions = [r for r in verdict.served if r.get("stage", "execution") == "execution"]
+    assert [(r["op_type"], r["served"]) for r in executions if r["op_type"] != "Raster"] == [
         ("Convolution", "native"), ("UnaryOp", "candidate")]

@@ -46,20 +46,20 @@ from .devices import Device, DeviceLost, DeviceNotFound, device_id, get_device, 
 from .llm.chat import Chat, Recorder
 from .tasks import Task, all_tasks, suite_hash
 
-# The smoke subset: six small judgeable tasks, one per category, single- and multi-op, each
-# under 0.1 MB of input, so a smoke run is minutes per generator and device.
+# The smoke subset: six small judgeable tasks, one per category, of all three kinds of kernel,
+# each under 0.1 MB of input, so a smoke run is minutes per generator and device.
 SMOKE = (
     "Sin",  # Trigonometry, cpu-execution, [16, 32, 32]
     "MaxPool_2d_strides",  # Pooling, cpu-execution, [1, 3, 32, 32]
     "LayerNorm_3d",  # Normalization, cpu-execution, [1, 8, 32, 32]
-    "Softplus_2d",  # Activation, composite (converter rewrite into several CPU ops), [8, 128]
-    "ReduceL1",  # Reduction, composite: UnaryOp ABS + Reduction SUM, [2, 3, 4]
-    "TopK_sorted",  # Tensor, cpu-execution, [32, 256]
+    "Softplus_2d",  # Activation, composite: the converter's Softplus transform, [8, 128]
+    "ReduceL1",  # Reduction, composite: the converter's ReduceL1 transform, [2, 3, 4]
+    "CumSum",  # Tensor, geometry: MNN's CumSum geometry computer, [16, 32, 32]
 )
 
 
 def judgeable(task: Task) -> bool:
-    """Runnable, and not measured unjudgeable by `tasks validate` (geometry kernels: later)."""
+    """Runnable, and not measured unjudgeable by `tasks validate`."""
     return task.status.runnable and task.status.judgeable is not False
 
 POOL = "pool"  # the slot of a pooled run's shared queue

@@ -24,6 +24,16 @@ from .tools.tree import TreeIndex
 API_QUERIES = ("Execution", "CPUBackend::Creator", "REGISTER_CPU_OP_CREATOR", "Tensor::host", "Tensor::length",
                "Tensor::dimensions", "Tensor::elementSize", "Tensor::getType", "CPUBackend::getTensorSize",
                "CPUBackend::threadNumber")
+# The same for the other kinds of kernel: a geometry computer, a converter transform.
+KIND_API_QUERIES = {
+    "geometry": ("GeometryComputer", "GeometryComputer::registerGeometryComputer", "REGISTER_GEOMETRY",
+                 "TensorUtils::getDescribe", "Tensor::InsideDescribe::Region", "Tensor::length", "Tensor::dimensions",
+                 "GeometryComputerUtils::makeRaster"),
+    "composite": ("OnnxExtraManager", "OnnxExtraManager::Transform", "Expr::inputs", "Expr::get", "Variable::create",
+                  "_Exp", "_Log", "_Add", "_Subtract", "_Multiply", "_ReduceMax", "_ReduceSum", "_Scalar"),
+}
+# The worked example of each kind, and the op it is written for (not shown for a task on that op).
+KIND_EXAMPLES = {"geometry": ("example.geometry", "Reshape"), "composite": ("example.composite", "Softplus")}
 # The flatbuffers table that holds each op type's parameters, when the converted model cannot say.
 PARAMETER_TABLES = {"UnaryOp": "UnaryOp", "BinaryOp": "BinaryOp", "Reduction": "ReductionParam", "Softmax": "Axis"}
 
@@ -32,6 +42,9 @@ def api_excerpts(task: Task, index: TreeIndex | None = None, settings=None) -> s
     """MNN's declarations a kernel for this task needs: the fixed API, and its op's parameter accessors."""
     targets = task.mnn.targets if task.mnn else ()
     index = index or TreeIndex.load(settings).for_targets(targets)
+    kind = task.mnn.kind if task.mnn else "cpu-execution"
+    if kind in KIND_API_QUERIES:
+        return "\n\n".join(index.describe(q, max_lines=24) for q in KIND_API_QUERIES[kind])
     tables = model_parser.parameter_tables(task, settings)
     queries = list(API_QUERIES)
     for op_type in dict.fromkeys(op for op, _ in targets):
@@ -53,17 +66,23 @@ class WholeFile:
         """Template values every prompt of this task starts with (one shared prefix)."""
         if self._api is None:
             self._api = api_excerpts(self.task, self.index, self.settings)
-        return {"system": prompts.text("system.whole-file"), "task": prompts.task_block(self.task, framework=True),
-                "api": self._api}
+        kind = self.task.mnn.kind if self.task.mnn else "cpu-execution"
+        system = "system.whole-file" if kind == "cpu-execution" else f"system.whole-file.{kind}"
+        return {"system": prompts.text(system), "task": prompts.task_block(self.task, framework=True), "api": self._api}
 
     def draft(self) -> dict:
-        """Values for the first request: the base, and a worked example of another op."""
+        """Values for the first request: the base, and a worked example of the same kind for another op."""
         op_types = {op for op, _ in (self.task.mnn.targets if self.task.mnn else ())}
+        kind = self.task.mnn.kind if self.task.mnn else "cpu-execution"
+        if kind in KIND_EXAMPLES:
+            example, example_op = KIND_EXAMPLES[kind]
+            text = "" if example_op in op_types else prompts.text(example)
+            return {**self.base(), "example": text}
         return {**self.base(), "example": prompts.text("example.binary" if "UnaryOp" in op_types else "example.unary")}
 
     def candidate(self, answer: str) -> Candidate:
         code = extract_code(answer)
-        if code is None and "REGISTER_CPU_OP_CREATOR" in answer:
+        if code is None and any(mark in answer for mark in ("REGISTER_CPU_OP_CREATOR", "REGISTER_GEOMETRY", "OnnxExtraManager")):
             code = answer  # an answer without fences
         if not code or not code.strip():
             return Candidate(None, None, "no C++ code block in the answer: answer with the whole file in one ```cpp block")

@@ -82,9 +82,14 @@ def task_block(task: Task, framework: bool = True) -> str:
     tolerance = f"|out - ref| <= {task.tolerance.atol:g} + {task.tolerance.rtol:g} * |ref|"
     mnn = f"Correct when, for every output value: {tolerance}"
     if framework:
+        kind = task.mnn.kind if task.mnn else "cpu-execution"
         served = ", ".join(f"OpType_{op} ({sub})" if sub else f"OpType_{op}" for op, sub in targets) or "(unknown)"
         converted = ", ".join(task.mnn.converted_ops) if task.mnn else "(not converted)"
-        mnn = (f"MNN 3.6.1 converts the model to: {converted}\n"
-               f"Your kernel serves: {served}, on the fp32 CPU backend\n{mnn}")
+        what = {
+            "cpu-execution": f"Your kernel serves: {served}, on the fp32 CPU backend",
+            "geometry": f"Your geometry computer serves: {served} (MNN's geometry stage, before the CPU backend runs)",
+            "composite": f"Your converter transform replaces MNN's rewrite of the ONNX operator {targets[0][0] if targets else '?'}",
+        }[kind]
+        mnn = f"MNN 3.6.1 converts the model to: {converted}\n{what}\n{mnn}"
     return text("task", name=task.name, category=task.category, operator=task.operator, problem=problem_of(task),
                 inputs="; ".join(_shape(t) for t in task.inputs), outputs="; ".join(_shape(t) for t in task.outputs), mnn=mnn)

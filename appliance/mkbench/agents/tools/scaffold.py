@@ -576,6 +576,8 @@ def scaffold_for(task: Task) -> Scaffold:
     targets = list(task.mnn.targets) if task.mnn else []
     if not targets:
         raise ScaffoldUnsupported(f"{task.name} has no MNN target (validate the task first)")
+    if task.mnn.kind != "cpu-execution":
+        raise ScaffoldUnsupported(f"{task.name} needs a {task.mnn.kind} kernel: the scaffold frames CPU executions only")
     by_type: dict[str, list[str | None]] = {}
     for op_type, sub in targets:
         subs = by_type.setdefault(op_type, [])

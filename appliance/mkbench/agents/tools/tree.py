@@ -29,7 +29,7 @@ INDEX_VERSION = 3
 
 # What the roles may read: MNN's headers and CPU backend, the schema, and the documents.
 SOURCE_PARTS = ("include", "source/core", "source/backend/cpu", "source/math", "source/utils", "source/geometry",
-                "source/shape", "schema/current", "express")
+                "source/shape", "schema/current", "express", "tools/converter/source/optimizer/onnxextra")
 DOC_PARTS = ("AGENTS.md", "skills", "docs")
 CPP_SUFFIXES = {".h", ".hpp", ".cpp", ".cc", ".c", ".inc"}
 SKIPPED_DIRS = {"arm82", "kleidiai", "render", "riscv", "bf16"}  # other ISAs and optional backends
@@ -92,6 +92,16 @@ NATIVE_SYMBOLS: dict[str, tuple[str, ...]] = {
     "GridSample": (r"\w*MNNGridSample\w*",),
     "ROIAlign": (r"\w*ROIAlign\w*",),
 }
+
+def _transform_files(root: Path, onnx_op: str) -> list[Path]:
+    """The converter's onnxextra files that register a transform for this ONNX op (any file name)."""
+    from ...mnn.converter import native_transform_files
+
+    try:
+        return native_transform_files(Path(root), onnx_op)
+    except OSError:
+        return []
+
 
 # Members of flatbuffers tables that say nothing about an op's parameters.
 _FLATBUFFERS_PLUMBING = re.compile(r"\b(MiniReflectTypeTable|Verify|UnPack|UnPackTo|Pack|NativeTableType)\b")
@@ -357,6 +367,9 @@ class TreeIndex:
         for op_type in sorted({t[0] for t in targets}):
             files += [f"source/{p}" for p in NATIVE_FILES.get(op_type, ())]
             files += [f"source/backend/cpu/CPU{op_type}.*", f"source/geometry/Geometry{op_type}.*"]
+            # A composite task's target is its ONNX operator: hide the converter's own rewrite of it.
+            files += [f"tools/converter/source/optimizer/onnxextra/Onnx{op_type}.*", f"tools/converter/source/onnx/{op_type}Onnx.*"]
+            files += [str(p.relative_to(self.root)) for p in _transform_files(self.root, op_type)]
             symbols += NATIVE_SYMBOLS.get(op_type, ())
         view = TreeIndex(self.root, self.symbols, self.docs, sorted(set(files)), sorted(set(symbols)))
         view._parsed = self._parsed
