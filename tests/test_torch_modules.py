@@ -40,12 +40,6 @@ TASKS, ERRORS = load_suite(PAPER, "paper")
 _DET = "|det| overflows float32 at this size: the reference and torch are both inf (the spec marks it not runnable)"
 EXPECTED_FAILURES: dict[str, str] = {
     "Det": _DET, "Det_2d": _DET, "Det_3d": _DET,
-    "DeconvolutionDepthwise_2D_kernel": (
-        "onnx's reference ConvTranspose with group > 1 adds bias B[0] to every group's output instead of B[g] "
-        "(it reruns each group with group=1 and the whole B); torch and native MNN agree with each other"),
-    "AveragePool_2d_ceil": (
-        "onnx's reference AveragePool with ceil_mode=1 shifts every window one element up and left (it spreads the "
-        "extra ceil padding over both sides); torch takes windows at 0, 11, ..., clipping the last, as native MNN does"),
 }
 
 

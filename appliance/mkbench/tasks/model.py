@@ -122,12 +122,20 @@ def reference_outputs(task: Task, inputs: dict[str, np.ndarray], model: onnx.Mod
 
 
 def _reference_fixes() -> list:
-    """Replacements for ReferenceEvaluator kernels that cannot run the suite's shapes.
+    """Replacements for ReferenceEvaluator kernels that cannot run the suite's shapes or get them
+    wrong (each found by the PyTorch cross-check, where MNN and PyTorch agree with each other).
 
-    onnx 1.17+'s GatherElements uses numpy.choose, which takes at most 64 choices (the
+    GatherElements: onnx 1.17+ uses numpy.choose, which takes at most 64 choices (the
     Tensor/GatherElements task gathers over 64); take_along_axis is the same definition.
+    ConvTranspose with group > 1: onnx adds the first group's bias to every group; run each group
+    on its own (its channels, weights and bias) and concatenate.
+    AveragePool with ceil_mode: onnx shifts the last window; the last window instead starts at
+    o * stride - pad_begin and is cut at the padded input's end, dividing by the elements it
+    covers inside the padded input (count_include_pad) or inside the input (as PyTorch, ORT, MNN).
     """
     from onnx.reference.op_run import OpRun
+    from onnx.reference.ops.op_average_pool import AveragePool_19 as ReferenceAveragePool
+    from onnx.reference.ops.op_conv_transpose import ConvTranspose as ReferenceConvTranspose
 
     class GatherElements(OpRun):
         def _run(self, data, indices, axis=None):
@@ -135,4 +143,53 @@ def _reference_fixes() -> list:
             indices = np.where(indices < 0, indices + data.shape[axis], indices)
             return (np.take_along_axis(data, indices, axis=axis),)
 
-    return [GatherElements]
+    class ConvTranspose(ReferenceConvTranspose):
+        def _run(self, X, W, B=None, group=None, **attributes):
+            group = group or 1
+            if group == 1:
+                return super()._run(X, W, B, group=1, **attributes)
+            xs, ws = np.split(X, group, axis=1), np.split(W, group, axis=0)
+            bs = np.split(B, group) if B is not None else [None] * group
+            outputs = [super(ConvTranspose, self)._run(x, w, b, group=1, **attributes)[0] for x, w, b in zip(xs, ws, bs)]
+            return (np.concatenate(outputs, axis=1),)
+
+    class AveragePool(ReferenceAveragePool):
+        def _run(self, x, auto_pad=None, ceil_mode=None, count_include_pad=None, dilations=None, kernel_shape=None,
+                 pads=None, strides=None):
+            spatial = x.ndim - 2
+            if not ceil_mode or (auto_pad not in (None, "NOTSET")) or any(d != 1 for d in (dilations or [1] * spatial)):
+                return super()._run(x, auto_pad=auto_pad, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                                    dilations=dilations, kernel_shape=kernel_shape, pads=pads, strides=strides)
+            return (_average_pool_ceil(x, list(kernel_shape), list(strides or [1] * spatial),
+                                       list(pads or [0] * 2 * spatial), bool(count_include_pad)),)
+
+    return [GatherElements, ConvTranspose, AveragePool]
+
+
+def _average_pool_ceil(x: np.ndarray, kernel: list, strides: list, pads: list, count_include_pad: bool) -> np.ndarray:
+    """N-d average pooling with ceil_mode=1 (see _reference_fixes)."""
+    import itertools
+    import math
+
+    spatial = x.ndim - 2
+    sizes = x.shape[2:]
+    begins, ends = pads[:spatial], pads[spatial:]
+    out_sizes = []
+    for size, k, s, pb, pe in zip(sizes, kernel, strides, begins, ends):
+        out = math.ceil((size + pb + pe - k) / s) + 1
+        if (out - 1) * s >= size + pb:  # a window must start inside the input or its left padding
+            out -= 1
+        out_sizes.append(out)
+    result = np.zeros(x.shape[:2] + tuple(out_sizes), dtype=np.float64)
+    for position in itertools.product(*(range(o) for o in out_sizes)):
+        window, padded_count, valid_count = [], 1, 1
+        for o, size, k, s, pb, pe in zip(position, sizes, kernel, strides, begins, ends):
+            start = o * s - pb
+            stop = min(start + k, size + pe)
+            lo, hi = max(start, 0), min(stop, size)
+            window.append(slice(lo, hi))
+            padded_count *= stop - start
+            valid_count *= hi - lo
+        total = x[(slice(None), slice(None), *window)].astype(np.float64).sum(axis=tuple(range(2, x.ndim)))
+        result[(slice(None), slice(None), *position)] = total / (padded_count if count_include_pad else valid_count)
+    return result.astype(x.dtype)
