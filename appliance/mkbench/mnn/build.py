@@ -221,36 +221,34 @@ def _configure_and_build_library(
 # ---------------------------------------------------------------- layer 2: the link kit
 
 
-def _register_compile_command(build_dir: Path, tree_root: Path) -> tuple[tuple[str, ...], Path]:
-    """MNN's own compile line for CPUOPRegister.cpp, with {source} and {output} placeholders."""
-    entries = json.loads((build_dir / "compile_commands.json").read_text())
-    wanted = (tree_root / REGISTER_SOURCE).resolve()
-    for entry in entries:
-        if Path(entry["file"]).resolve() != wanted:
+def compile_command_for(build_dir: Path, source: Path) -> tuple[tuple[str, ...], Path]:
+    """MNN's own compile line for one source file (compile_commands.json), with {source}/{output}."""
+    wanted = source.resolve()
+    for entry in json.loads((build_dir / "compile_commands.json").read_text()):
+        if Path(entry["directory"], entry["file"]).resolve() != wanted:
             continue
         argv = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
         out: list[str] = []
-        skip = False
-        for arg in argv:
-            if skip:
-                skip = False
-                continue
-            if arg == "-o":
-                out += ["-o", "{output}"]
-                skip = True
-            elif arg == "-c":
-                out += ["-c", "{source}"]
-                skip = True
-            elif Path(arg).name == "CPUOPRegister.cpp":
+        args = iter(argv)
+        for arg in args:
+            if arg in ("-o", "-c"):
+                next(args, None)
+                out += [arg, "{output}" if arg == "-o" else "{source}"]
+            elif Path(arg).name == source.name:
                 out.append("{source}")
             else:
                 out.append(arg)
         if "{source}" not in out or "{output}" not in out:
-            raise BuildError(f"cannot read the compile line of {REGISTER_SOURCE} from compile_commands.json")
+            raise BuildError(f"cannot read the compile line of {source.name} from compile_commands.json")
         if Path(out[0]).name == "ccache":
             out = out[1:]
         return tuple(out), Path(entry["directory"])
-    raise BuildError(f"{REGISTER_SOURCE} is not in MNN's compile_commands.json")
+    raise BuildError(f"{source} is not in MNN's compile_commands.json")
+
+
+def _register_compile_command(build_dir: Path, tree_root: Path) -> tuple[tuple[str, ...], Path]:
+    """MNN's own compile line for CPUOPRegister.cpp, with {source} and {output} placeholders."""
+    return compile_command_for(build_dir, tree_root / REGISTER_SOURCE)
 
 
 def binutil(compile_command: Sequence[str], name: str) -> str:

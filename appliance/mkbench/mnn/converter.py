@@ -13,7 +13,7 @@ only that file, with MNN's compile line for an onnxextra source, and links it th
 MNNConvert:
   MNNConverter.cpp.o              MNN's main()
   candidate_recorded.o            the candidate, its insert calls renamed to mkbench_candidate_insert
-  mkbench_transform_record.o      mnn/runner/mkbench_transform_record.cpp, once per converter build:
+  mkbench_transform_record.o      mnn/converter/mkbench_transform_record.cpp, once per converter build:
                                   wraps what the candidate inserts, so applying it appends
                                   "candidate <op>" to $MKBENCH_SERVED_LOG (the proof it ran)
   libMNNConvertDeps.a copy        without the archive members of the native transforms for the op
@@ -154,7 +154,7 @@ def _build_converter_locked(s: settings_module.Settings, tc: Toolchain, tree: tr
         if data is None:
             build_dir = directory / "mnn"
             converter = build_module._configure_and_build_library(tc, tree.path, build_dir, log, CONVERTER_OPTIONS, "MNNConvert", "MNNConvert")
-            compile_command, compile_directory = compile_command_for(build_dir, tree.path / ONNXEXTRA_SAMPLE)
+            compile_command, compile_directory = build_module.compile_command_for(build_dir, tree.path / ONNXEXTRA_SAMPLE)
             link_command, converter_object, link_tail = _converter_link_line(build_dir, log)
             data = {
                 "key": key, "toolchain": tc.name, "identity": tc.identity, "converter": str(converter),
@@ -187,31 +187,6 @@ def _build_converter_locked(s: settings_module.Settings, tc: Toolchain, tree: tr
     built = _load_manifest(directory)
     assert built is not None
     return built
-
-
-def compile_command_for(build_dir: Path, source: Path) -> tuple[tuple[str, ...], Path]:
-    """MNN's own compile line for one source file (compile_commands.json), with {source}/{output}."""
-    wanted = source.resolve()
-    for entry in json.loads((build_dir / "compile_commands.json").read_text()):
-        if Path(entry["directory"], entry["file"]).resolve() != wanted:
-            continue
-        argv = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
-        out: list[str] = []
-        args = iter(argv)
-        for arg in args:
-            if arg in ("-o", "-c"):
-                next(args, None)
-                out += [arg, "{output}" if arg == "-o" else "{source}"]
-            elif Path(arg).name == source.name:
-                out.append("{source}")
-            else:
-                out.append(arg)
-        if "{source}" not in out or "{output}" not in out:
-            raise BuildError(f"cannot read the compile line of {source.name} from compile_commands.json")
-        if Path(out[0]).name == "ccache":
-            out = out[1:]
-        return tuple(out), Path(entry["directory"])
-    raise BuildError(f"{source} is not in MNN's compile_commands.json")
 
 
 def _converter_link_line(build_dir: Path, log: BuildLog) -> tuple[tuple[str, ...], Path, tuple[str, ...]]:
