@@ -225,10 +225,16 @@ def load_task(path: Path) -> Task:
     return parse_task(data, path, hashlib.sha256(raw).hexdigest())
 
 
+# A folder of the tasks tree that holds `mkbench run-all --config` files, not task specs.
+RUN_CONFIGS = "runs"
+
+
 def load_suite(root: Path, suite: str | None = None) -> tuple[list[Task], list[str]]:
     """Every task under root (optionally one suite), and one error line per bad file."""
     tasks, errors, seen = [], [], {}
     for path in sorted(root.rglob("*.toml")):
+        if path.relative_to(root).parts[0] == RUN_CONFIGS:
+            continue
         try:
             task = load_task(path)
         except TaskError as error:
