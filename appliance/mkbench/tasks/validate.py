@@ -6,7 +6,9 @@ with the inputs, and neither an all-zeros nor a copy-the-input kernel would pass
 reference path reproduces onnx's own node test vectors for the operator where onnx has
 them; the model converts to .mnn and the converted graph is what the spec records
 (kind, targets); native MNN on the host agrees with the reference within the task's
-tolerance. Findings are per task, so one bad task never hides the others.
+tolerance. Then the native runner's record of what MNN asked for (CPU creators, geometry
+computers) and the converter's own transforms choose the kind of kernel that serves the task
+(judge/support.py). Findings are per task, so one bad task never hides the others.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class TaskCheck:
     reason: str = ""  # why not runnable, one line, with the figure
     notes: tuple[str, ...] = field(default_factory=tuple)
     mismatch: str = ""  # the spec's recorded [mnn] differs from what conversion gives now
-    judgeable: bool | None = None  # MNN asks a CPU creator for every target (None: no host build to tell)
+    judgeable: bool | None = None  # MNN asks for the chosen kind of kernel (None: no host build to tell)
     judge_reason: str = ""
 
 
@@ -277,7 +279,7 @@ class Summary:
     failures: tuple[str, ...]  # one line each: what is wrong with the suite as written
     not_runnable: tuple[str, ...]  # one line each: task and reason (declared in its spec)
     judgeable_by_kind: dict = field(default_factory=dict)  # runnable tasks today's judge serves
-    not_judgeable: tuple[str, ...] = ()  # runnable, but MNN never asks a CPU creator for a target
+    not_judgeable: tuple[str, ...] = ()  # runnable, but MNN never asks any kind of kernel for a target
 
 
 def findings_to_spec(task: Task, check: TaskCheck) -> None:
