@@ -539,7 +539,7 @@ def attempt_rows(data: RunData, full: bool = False) -> list[dict[str, Any]]:
             "llm_calls": summary.get("llm_calls"), "prompt_tokens": summary.get("prompt_tokens"),
             "completion_tokens": summary.get("completion_tokens"), "seconds": summary.get("seconds"),
             "candidates": o.candidates, "correct_candidates": o.correct_candidates,
-            "best_evaluation_id": a["best_evaluation_id"], "verdict": o.verdict, "reason": e.get("reason"),
+            "best_evaluation_id": a["best_evaluation_id"], "verdict": o.verdict, "reason": e.get("reason", best.get("reason")),
             "compiled": int(o.compiled), "correct": int(o.correct), "max_abs_error": e.get("max_abs_error"),
             "max_rel_error": e.get("max_rel_error"), "native_median_ms": e.get("native_median_ms"),
             "candidate_median_ms": e.get("candidate_median_ms"), "speedup": e.get("speedup", best.get("speedup")),

@@ -331,8 +331,8 @@ def _summary(result: AttemptResult | None, error: str | None, seconds: float) ->
 
 
 def _verdict_fields(verdict) -> dict[str, Any]:
-    """What the report needs of a verdict when it has no evaluation row (e.g. a replayed attempt)."""
-    return {"verdict": verdict.verdict, "compiled": verdict.compiled, "correct": verdict.correct,
+    """What the report needs of a verdict when it has no evaluation row (a lint rejection, a replayed attempt)."""
+    return {"verdict": verdict.verdict, "reason": verdict.reason, "compiled": verdict.compiled, "correct": verdict.correct,
             "speedup": verdict.speedup, "speedup_low": verdict.speedup_low, "speedup_high": verdict.speedup_high,
             "timing_reportable": verdict.timing_reportable, "evaluation_id": verdict.evaluation_id}
 
