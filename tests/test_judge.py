@@ -157,3 +157,44 @@ def test_without_the_hint_mnn_never_asks_the_kernel(host, monkeypatch):
     bare = replace(task, mnn=replace(task.mnn, hints={}))
     verdict = evaluate_module.evaluate(bare, BINARY_ADD, host)
     assert verdict.verdict == "not-exercised", verdict.reason
+
+
+RANGE = """
+#include "backend/cpu/CPUBackend.hpp"
+#include "core/Execution.hpp"
+
+namespace MNN {
+class MkRange : public Execution {
+public:
+    explicit MkRange(Backend* backend) : Execution(backend) {}
+    ErrorCode onExecute(const std::vector<Tensor*>& inputs, const std::vector<Tensor*>& outputs) override {
+        const float start = inputs[0]->host<float>()[0];
+        const float delta = inputs[2]->host<float>()[0];
+        float* y = outputs[0]->host<float>();
+        const int n = outputs[0]->elementSize();
+        for (int i = 0; i < n; ++i) y[i] = start + i * delta;
+        return NO_ERROR;
+    }
+};
+class MkRangeCreator : public CPUBackend::Creator {
+public:
+    Execution* onCreate(const std::vector<Tensor*>& inputs, const std::vector<Tensor*>& outputs, const MNN::Op* op,
+                        Backend* backend) const override {
+        return new MkRange(backend);
+    }
+};
+REGISTER_CPU_OP_CREATOR(MkRangeCreator, OpType_Range);
+}  // namespace MNN
+"""
+
+
+@pytest.mark.slow
+def test_a_model_the_session_api_refuses_runs_through_the_module_api(judge):
+    """Range's output shape is its inputs' values: MNN's Session API refuses the model, so the runner
+    runs it (native and candidate alike) through the Module API, with the same dispatcher."""
+    verdict = judge(RANGE, task="Range")
+    assert verdict.verdict == "correct", verdict.reason
+    assert [(r["op_type"], r["served"]) for r in verdict.served] == [("Range", "candidate")]
+    # The published draws (0, 1024, 1) cannot tell these apart; the spec's edge set (-3, 2045, 2) can.
+    assert judge(RANGE.replace("start + i * delta", "start + i"), task="Range").verdict == "wrong-values"
+    assert judge(RANGE.replace("start + i * delta", "i * delta"), task="Range").verdict == "wrong-values"

@@ -3,18 +3,23 @@
 //   runner --model M.mnn --inputs IN_DIR --out OUT_DIR --warmup W --iterations N --threads T
 //          --precision normal|high|low [--hint NAME=VALUE ...]
 //
-// IN_DIR/timing/ and IN_DIR/checkK/ (K = 0, 1, ...) hold one <input>.npy per model input. The
-// runner resizes to the timing shapes, runs W warm-ups and N runs timed one by one (monotonic
-// clock around runSession only), records the executed ops in one untimed callback run, then for
-// each checkK: poisons the outputs (NaN / a fixed integer pattern), copies the inputs in, runs once
-// and writes OUT_DIR/checkK/<output>.npy in plain layout with MNN's dtype. OUT_DIR/report.json holds
-// times, ops, served records, thread counts, the MNN version and the settings.
+// IN_DIR/timing/ and the correctness sets IN_DIR/checkK/ (K = 0, 1, ...) and IN_DIR/edge/ hold one
+// <input>.npy per model input. The runner resizes to the timing shapes, runs W warm-ups and N runs
+// timed one by one (monotonic clock around runSession only), records the executed ops in one
+// untimed callback run, then for each correctness set: poisons the outputs (NaN / a fixed integer
+// pattern), copies the inputs in, runs once and writes OUT_DIR/<set>/<output>.npy in plain layout
+// with MNN's dtype. OUT_DIR/report.json holds times, ops, served records, thread counts, the MNN
+// version and the settings. A model the Session API refuses (output shapes that depend on input
+// values) runs the same steps through MNN's Module API (report "api": "module").
 // Exit 0 on success; otherwise 1 with a one-line message on stderr.
 // In file names, '/' in a tensor name is written as '_'.
 
 #include <MNN/Interpreter.hpp>
 #include <MNN/MNNDefine.h>
 #include <MNN/Tensor.hpp>
+#include <MNN/expr/Executor.hpp>
+#include <MNN/expr/ExprCreator.hpp>
+#include <MNN/expr/Module.hpp>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <algorithm>
@@ -166,11 +171,11 @@ std::string shapeText(const std::vector<int>& shape) {
 }
 
 // Reads every input of one folder (one .npy per model input, no more, no fewer).
-std::map<std::string, mkbench::NpyArray> readInputs(const std::string& folder, const std::map<std::string, MNN::Tensor*>& inputs) {
+std::map<std::string, mkbench::NpyArray> readInputs(const std::string& folder, const std::vector<std::string>& inputs) {
     if (!isDirectory(folder)) fail("missing input folder " + folder);
     std::map<std::string, mkbench::NpyArray> arrays;
     std::map<std::string, std::string> expected;
-    for (auto& entry : inputs) expected[fileName(entry.first)] = entry.first;
+    for (auto& name : inputs) expected[fileName(name)] = name;
     for (auto& name : listDirectory(folder)) {
         if (expected.find(name) == expected.end()) fail(folder + "/" + name + " matches no model input");
     }
@@ -247,6 +252,12 @@ struct Runner {
         }
     }
 
+    std::vector<std::string> inputNames() {
+        std::vector<std::string> names;
+        for (auto& entry : net->getSessionInputAll(session)) names.push_back(entry.first);
+        return names;
+    }
+
     void run() {
         auto code = net->runSession(session);
         if (code != MNN::NO_ERROR) fail("runSession failed with MNN error code " + std::to_string((int)code));
@@ -301,20 +312,90 @@ struct Runner {
     }
 };
 
-std::vector<std::string> checkFolders(const std::string& inputs) {
-    std::vector<std::pair<int, std::string>> found;
-    for (auto& name : listDirectory(inputs)) {
-        if (name.compare(0, 5, "check") != 0 || name.size() == 5) continue;
-        bool digits = std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
-        if (digits) found.push_back({std::atoi(name.c_str() + 5), name});
+// The same run through MNN's Module API, for models the Session API refuses: those whose output
+// shapes depend on input values (Range: "shape compute need input content, please use module
+// api"). The same CPU backend and dispatcher serve it, so creations are recorded alike. Outputs
+// are new tensors on every forward (nothing to poison); the timed region is onForward plus
+// reading the outputs, which is when the Module API has computed them.
+struct ModuleRunner {
+    std::shared_ptr<MNN::Express::Module> net;
+    const MNN::Express::Module::Info* info = nullptr;
+    std::vector<MNN::Express::VARP> inputs, outputs;
+
+    void load(const Options& o, const MNN::ScheduleConfig& config) {
+        using MNN::Express::Executor;
+        std::shared_ptr<Executor::RuntimeManager> runtime(Executor::RuntimeManager::createRuntimeManager(config));
+        if (!runtime) fail("cannot create MNN's runtime for " + o.model);
+        for (auto& hint : o.hints) runtime->setHint(hintNames().at(hint.first), hint.second);
+        net.reset(MNN::Express::Module::load({}, {}, o.model.c_str(), runtime));
+        if (!net) fail("cannot load model " + o.model + " with MNN's Module API either");
+        info = net->getInfo();
     }
-    std::sort(found.begin(), found.end());
+
+    void setInputs(const std::map<std::string, mkbench::NpyArray>& arrays) {
+        inputs.clear();
+        for (size_t i = 0; i < info->inputNames.size(); ++i) {
+            const std::string& name = info->inputNames[i];
+            const auto& array = arrays.at(name);
+            halide_type_t type = info->inputs[i].type;
+            std::vector<uint8_t> data = asTensorType(array, type, name);
+            auto input = MNN::Express::_Input(array.shape, info->inputs[i].order, type);
+            void* target = input->writeMap<void>();
+            if (target == nullptr) fail("input " + name + ": cannot be written");
+            std::memcpy(target, data.data(), data.size());
+            inputs.push_back(input);
+        }
+    }
+
+    void run() {
+        outputs = net->onForward(inputs);
+        if (outputs.size() != info->outputNames.size()) fail("the forward pass returned " + std::to_string(outputs.size()) + " outputs");
+        for (size_t i = 0; i < outputs.size(); ++i) {
+            if (outputs[i] == nullptr || outputs[i]->readMap<void>() == nullptr) fail("output " + info->outputNames[i] + ": not computed");
+        }
+    }
+
+    void writeOutputs(const std::string& folder) {
+        makeDirectory(folder);
+        for (size_t i = 0; i < outputs.size(); ++i) {
+            auto output = outputs[i];
+            if (output->getInfo()->order == MNN::Express::NC4HW4) output = MNN::Express::_Convert(output, MNN::Express::NCHW);
+            auto* shape = output->getInfo();
+            std::string descr = npyDescr(shape->type);
+            if (descr.empty()) fail("output " + info->outputNames[i] + ": unsupported element type");
+            std::string error;
+            size_t bytes = shape->size * (shape->type.bits / 8);
+            if (!mkbench::writeNpy(folder + "/" + fileName(info->outputNames[i]), descr, shape->dim, output->readMap<void>(), bytes, &error))
+                fail(error);
+        }
+    }
+};
+
+// Every correctness set: each folder beside timing/, checkK in numeric order first (check0, check1,
+// ...), then the others (an `edge` set) by name.
+std::vector<std::string> checkFolders(const std::string& inputs) {
+    std::vector<std::pair<int, std::string>> numbered;
+    std::vector<std::string> named;
+    for (auto& name : listDirectory(inputs)) {
+        if (name == "timing" || !isDirectory(inputs + "/" + name)) continue;
+        bool digits = name.size() > 5 && name.compare(0, 5, "check") == 0 &&
+                      std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (digits) numbered.push_back({std::atoi(name.c_str() + 5), name});
+        else named.push_back(name);
+    }
+    std::sort(numbered.begin(), numbered.end());
+    std::sort(named.begin(), named.end());
     std::vector<std::string> names;
-    for (auto& f : found) names.push_back(f.second);
+    for (auto& f : numbered) names.push_back(f.second);
+    names.insert(names.end(), named.begin(), named.end());
     return names;
 }
 
 }  // namespace
+
+int runModule(const Options& o, const MNN::ScheduleConfig& config);
+void writeReport(const Options& o, const std::vector<double>& times, const std::vector<std::pair<std::string, std::string>>& ops,
+                 int threadsBefore, int threadsAfter, const std::string& api);
 
 int main(int argc, char** argv) {
     Runner r;
@@ -338,10 +419,10 @@ int main(int argc, char** argv) {
                                                     : MNN::BackendConfig::Precision_Normal;
     config.backendConfig = &backendConfig;
     r.session = r.net->createSession(config);
-    if (r.session == nullptr) fail("cannot create a session for " + o.model);
+    if (r.session == nullptr) return runModule(o, config);
     r.checkDispatcher();
 
-    auto timingInputs = readInputs(o.inputs + "/timing", r.net->getSessionInputAll(r.session));
+    auto timingInputs = readInputs(o.inputs + "/timing", r.inputNames());
     r.setInputs(timingInputs);
     int threadsBefore = countThreads();
 
@@ -364,7 +445,7 @@ int main(int argc, char** argv) {
     if (r.net->runSessionWithCallBackInfo(r.session, before, after, true) != MNN::NO_ERROR) fail("the callback run failed");
 
     for (auto& folder : checkFolders(o.inputs)) {
-        auto arrays = readInputs(o.inputs + "/" + folder, r.net->getSessionInputAll(r.session));
+        auto arrays = readInputs(o.inputs + "/" + folder, r.inputNames());
         r.setInputs(arrays);
         r.poisonOutputs();
         r.setInputs(arrays);  // poisoning may share memory with inputs in odd graphs: copy them again
@@ -372,7 +453,40 @@ int main(int argc, char** argv) {
         r.writeOutputs(o.out + "/" + folder);
     }
     int threadsAfter = countThreads();
+    writeReport(o, times, ops, threadsBefore, threadsAfter, "session");
+    r.net->releaseSession(r.session);
+    return 0;
+}
 
+int runModule(const Options& o, const MNN::ScheduleConfig& config) {
+    ModuleRunner r;
+    r.load(o, config);
+    std::string error = mkbench::dispatcher_error();
+    if (!error.empty()) fail(error);
+    r.setInputs(readInputs(o.inputs + "/timing", r.info->inputNames));
+    int threadsBefore = countThreads();
+    for (int i = 0; i < o.warmup; ++i) r.run();
+    std::vector<double> times;
+    for (int i = 0; i < o.iterations; ++i) {
+        auto start = std::chrono::steady_clock::now();
+        r.run();
+        auto stop = std::chrono::steady_clock::now();
+        times.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+    }
+    for (auto& folder : checkFolders(o.inputs)) {
+        r.setInputs(readInputs(o.inputs + "/" + folder, r.info->inputNames));
+        r.run();
+        r.writeOutputs(o.out + "/" + folder);
+    }
+    error = mkbench::dispatcher_error();
+    if (!error.empty()) fail(error);
+    int threadsAfter = countThreads();
+    writeReport(o, times, {}, threadsBefore, threadsAfter, "module");
+    return 0;
+}
+
+void writeReport(const Options& o, const std::vector<double>& times, const std::vector<std::pair<std::string, std::string>>& ops,
+                 int threadsBefore, int threadsAfter, const std::string& api) {
     // Name the class of every served execution from its vtable (creation-time records only).
     mkbench::SymbolTable symbols;
     bool symbolsLoaded = symbols.load();
@@ -407,6 +521,7 @@ int main(int argc, char** argv) {
     json += "],\n \"threads_before\": " + std::to_string(threadsBefore) + ",\n \"threads_after\": " + std::to_string(threadsAfter);
     json += ",\n \"mnn_version\": " + jsonString(MNN::getVersion());
     json += ",\n \"build_kind\": " + jsonString(mkbench_build_kind);
+    json += ",\n \"api\": " + jsonString(api);
     json += std::string(",\n \"symbols_loaded\": ") + (symbolsLoaded ? "true" : "false");
     json += ",\n \"settings\": {\"threads\": " + std::to_string(o.threads) + ", \"precision\": " + jsonString(o.precision) + ", \"hints\": {";
     for (size_t i = 0; i < o.hints.size(); ++i) json += (i ? ", " : "") + jsonString(o.hints[i].first) + ": " + std::to_string(o.hints[i].second);
@@ -417,6 +532,4 @@ int main(int argc, char** argv) {
     FILE* f = std::fopen((path + ".partial").c_str(), "wb");
     if (f == nullptr || std::fwrite(json.data(), 1, json.size(), f) != json.size() || std::fclose(f) != 0) fail("cannot write " + path);
     if (std::rename((path + ".partial").c_str(), path.c_str()) != 0) fail("cannot write " + path);
-    r.net->releaseSession(r.session);
-    return 0;
 }
