@@ -89,3 +89,17 @@ def test_arm64_under_qemu_judges_correctness_only(judge):
     assert verdict.verdict == "correct", verdict.reason
     assert not verdict.timing_reportable
     assert any(r.get("stage") == "geometry" and r["served"] == "candidate" for r in verdict.served)
+
+
+@pytest.mark.slow
+def test_a_computer_for_an_op_the_graph_never_computes_is_not_exercised(monkeypatch):
+    """Registered for Concat, asked for a task whose graph is one Reshape: never asked, never "correct"."""
+    from dataclasses import replace
+
+    from mkbench.tasks.spec import MnnTarget
+
+    monkeypatch.setattr(evaluate_module, "MIN_RUN_TIMEOUT", 15.0)
+    task = get_task("Reshape")
+    task = replace(task, mnn=MnnTarget("geometry", (("Concat", None),), task.mnn.converted_ops, {}))
+    verdict = evaluate_module.evaluate(task, mutate("{OpType_Reshape}", "{OpType_Concat}"), get_device("host"))
+    assert verdict.verdict == "not-exercised", verdict.reason
