@@ -224,9 +224,6 @@ def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = 
     native = mnn_build.build_native(target, s)
     kind = task.mnn.kind if task.mnn else "cpu-execution"
     review = tuple(scan.flags(candidate))
-    local = Path(tempfile.mkdtemp(prefix="mkbench-eval-", dir=s.cache_dir if s.cache_dir.exists() else None))
-    models: dict[str, Path] = {}
-    converted: list[dict] = []
     if kind == "composite":
         built = mnn_converter.build_composite_candidate(candidate, task.mnn.targets[0][0], s, worker)
         candidate_runner = native.runner
@@ -235,27 +232,27 @@ def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = 
         candidate_runner = built.runner
     stages["build"] = time.monotonic() - started
     if not built.ok:
-        shutil.rmtree(local, ignore_errors=True)
         return finish(Verdict("compile-error", built.reason, compiled=False, correct=False, flags=review,
                               compiler_output=built.compiler_output, stage_seconds=stages, **base))
     if getattr(built, "native_references", ()):
-        shutil.rmtree(local, ignore_errors=True)
         return finish(Verdict("delegated", f"calls MNN's own kernel: {', '.join(built.native_references)[:200]}",
                               compiled=True, correct=False, flags=review, compiler_output=built.compiler_output,
                               stage_seconds=stages, **base))
-    if kind == "composite":
-        started = time.monotonic()
-        models["candidate"], converted, failure = _convert_with_candidate(task, artifacts, built, local)
-        stages["convert"] = time.monotonic() - started
-        if failure:
-            shutil.rmtree(local, ignore_errors=True)
-            return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(converted), flags=review,
-                                  compiler_output=built.compiler_output, stage_seconds=stages, **base))
 
-    started = time.monotonic()
+    local = Path(tempfile.mkdtemp(prefix="mkbench-eval-", dir=s.cache_dir if s.cache_dir.exists() else None))
     name = f"{task.name}-{hashlib.sha256(candidate.encode()).hexdigest()[:8]}-{worker}"
     session = None
     try:
+        models: dict[str, Path] = {}
+        converted: list[dict] = []
+        if kind == "composite":  # the candidate's converter makes the candidate side's model
+            started = time.monotonic()
+            models["candidate"], converted, failure = _convert_with_candidate(task, artifacts, built, local)
+            stages["convert"] = time.monotonic() - started
+            if failure:
+                return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(converted),
+                                      flags=review, compiler_output=built.compiler_output, stage_seconds=stages, **base))
+        started = time.monotonic()
         session = DeviceSession(device, artifacts, {"native": native.runner, "candidate": candidate_runner}, config, name,
                                 local, models=models)
         stages["deploy"] = time.monotonic() - started
