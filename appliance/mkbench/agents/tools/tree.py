@@ -93,6 +93,7 @@ NATIVE_SYMBOLS: dict[str, tuple[str, ...]] = {
     "ROIAlign": (r"\w*ROIAlign\w*",),
 }
 
+
 def _transform_files(root: Path, onnx_op: str) -> list[Path]:
     """The converter's onnxextra files that register a transform for this ONNX op (any file name)."""
     from ...mnn.converter import native_transform_files
