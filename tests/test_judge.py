@@ -31,8 +31,8 @@ def mutate(old: str, new: str) -> str:
     return ABS.replace(old, new)
 
 
-@pytest.fixture(scope="module")
-def host():
+@pytest.fixture()
+def host():  # per test: a device made before conftest's MKBENCH_HOME would work in the user's own home
     return get_device("host")
 
 
