@@ -97,3 +97,13 @@ def test_a_transform_the_converter_never_asks_for_is_not_exercised(monkeypatch):
     verdict = evaluate_module.evaluate(task, source, get_device("host"))
     assert verdict.verdict == "not-exercised", verdict.reason
     assert "never asked the candidate's transform for Abs" in verdict.reason
+
+
+@pytest.mark.slow
+def test_validation_measures_whether_the_converter_asks_for_a_transform():
+    """A probe transform shows it: Softplus reaches the converter's transform, Abs never does."""
+    from mkbench.judge import support
+
+    assert support.converter_asks(get_task("Softplus_2d"), "Softplus") == (True, "")
+    asked, reason = support.converter_asks(get_task("Abs"), "Abs")
+    assert not asked and "never hands Abs to a transform" in reason

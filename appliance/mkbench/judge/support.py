@@ -6,12 +6,14 @@ with the judge's runtime settings, asks for it when it runs the task: geometry m
 into Raster regions or a loop first (MNN-NOTES). So the native runner runs the task once on the
 host, and its creation-time record (CPU creations and geometry computations) must show every
 target being asked for. A composite candidate replaces the converter's transform of the task's
-ONNX operator; the tree says whether one exists, and every evaluation proves it ran.
+ONNX operator: a probe transform in a candidate converter shows whether the converter asks for
+one when it converts the task, and every evaluation proves the candidate's ran.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -46,6 +48,50 @@ def native_report(task: Task, runner: Path, settings: settings_module.Settings |
         return json.loads((Path(tmp) / "out" / "report.json").read_text())
 
 
+# A transform that only shows whether the converter asks for one: it records (the candidate
+# converter's recorder does) and declines, so MNN's conversion goes on as without it.
+_PROBE = """
+#include <MNN/expr/ExprCreator.hpp>
+#include "MNN_generated.h"
+#include "OnnxExtraManager.hpp"
+namespace MNN {
+namespace Express {
+class MkbenchProbeTransform : public OnnxExtraManager::Transform {
+public:
+    EXPRP onExecute(EXPRP expr) const override { return nullptr; }
+};
+static auto gMkbenchProbe = []() {
+    OnnxExtraManager::get()->insert("%s", std::shared_ptr<OnnxExtraManager::Transform>(new MkbenchProbeTransform));
+    return true;
+}();
+}  // namespace Express
+}  // namespace MNN
+"""
+
+
+def converter_asks(task: Task, onnx_op: str, settings: settings_module.Settings | None = None) -> tuple[bool, str]:
+    """(asked, reason): does MNN's converter hand the task's `onnx_op` nodes to a transform at all?
+    Measured with a probe transform in a candidate converter: an ONNX op the converter's front end
+    turns into an MNN op directly never reaches a transform, so no composite kernel could serve it."""
+    from ..mnn import convert as mnn_convert
+    from ..mnn import converter as mnn_converter
+
+    # A workspace per process: validation's workers probe at once, and a build clears its workspace.
+    built = mnn_converter.build_composite_candidate(_PROBE % onnx_op, onnx_op, settings, worker=f"probe-{os.getpid()}")
+    if not built.ok:
+        return False, f"the probe converter does not build: {built.reason}"
+    artifacts = task_artifacts.prepare(task, settings=settings)
+    with tempfile.TemporaryDirectory(prefix="mkbench-probe-") as tmp:
+        log = Path(tmp) / "transforms.log"
+        try:
+            mnn_convert.convert(artifacts.onnx_model, Path(tmp) / "probe.mnn", converter=built.converter,
+                                env={mnn_converter.SERVED_LOG_ENV: str(log)})
+        except mnn_convert.ConversionError:
+            pass  # declining may fail the conversion; the record says whether the transform was asked
+        asked = onnx_op in mnn_converter.served_transforms(log)
+    return (True, "") if asked else (False, f"MNN's converter never hands {onnx_op} to a transform (its front end converts it)")
+
+
 def _asked(served: list[dict], stage: str, op_type: str, sub_type: str | None = None) -> bool:
     return any(r.get("op_type") == op_type and r.get("stage", "execution") == stage
                and (sub_type is None or str(r.get("sub_type", "")).upper().endswith(sub_type)) for r in served)
@@ -66,7 +112,8 @@ def choose_kind(task: Task, targets: tuple, report: dict, tree_root: Path | None
     cpu_asked = [t for t in targets if t[0] in CPU_OP_TYPES and _asked(served, "execution", t[0], t[1])]
     if len(targets) == 1 and cpu_asked:
         return "cpu-execution", targets, True, ""
-    if tree_root is not None and mnn_converter.native_transform_files(tree_root, task.operator):
+    if tree_root is not None and mnn_converter.native_transform_files(tree_root, task.operator) \
+            and converter_asks(task, task.operator)[0]:
         return "composite", ((task.operator, None),), True, ""
     if len(cpu_asked) == len(targets):
         return "cpu-execution", targets, True, ""
@@ -85,12 +132,7 @@ def check(task: Task, runner: Path, settings: settings_module.Settings | None = 
     if task.mnn is None:
         return False, "no MNN target recorded"
     if task.mnn.kind == "composite":
-        from ..mnn import converter as mnn_converter
-        from ..mnn import tree as tree_module
-
-        root = tree_module.open_tree(settings or settings_module.load()).path
-        found = mnn_converter.native_transform_files(root, task.mnn.targets[0][0])
-        return (True, "") if found else (False, f"MNN's converter has no transform for {task.mnn.targets[0][0]}")
+        return converter_asks(task, task.mnn.targets[0][0], settings)
     try:
         report = native_report(task, runner, settings)
     except RuntimeError as error:
