@@ -228,4 +228,7 @@ def doctor_checks(settings: settings_module.Settings) -> list[Check]:
         checks.append(Check(*ndk))
     for status in build.status(settings):
         checks.append(Check(f"MNN build ({status.target})", status.built, status.detail))
+    from .converter import converter_status
+
+    checks.append(Check("MNNConvert (host, from the tree)", *converter_status(settings)))
     return checks
