@@ -29,8 +29,8 @@ KIND_API_QUERIES = {
     "geometry": ("GeometryComputer", "GeometryComputer::registerGeometryComputer", "REGISTER_GEOMETRY",
                  "TensorUtils::getDescribe", "Tensor::InsideDescribe::Region", "Tensor::length", "Tensor::dimensions",
                  "GeometryComputerUtils::makeRaster"),
-    "composite": ("OnnxExtraManager", "OnnxExtraManager::Transform", "Expr::inputs", "Expr::get", "Variable::create",
-                  "_Exp", "_Log", "_Add", "_Subtract", "_Multiply", "_ReduceMax", "_ReduceSum", "_Scalar"),
+    "composite": ("OnnxExtraManager", "OnnxExtraManager::Transform", "Expr", "_Exp", "_Log", "_Add", "_Subtract",
+                  "_Multiply", "_ReduceMax", "_ReduceSum", "_Scalar"),
 }
 # The worked example of each kind, and the op it is written for (not shown for a task on that op).
 KIND_EXAMPLES = {"geometry": ("example.geometry", "Reshape"), "composite": ("example.composite", "Softplus")}

@@ -87,8 +87,10 @@ def task_block(task: Task, framework: bool = True) -> str:
         converted = ", ".join(task.mnn.converted_ops) if task.mnn else "(not converted)"
         what = {
             "cpu-execution": f"Your kernel serves: {served}, on the fp32 CPU backend",
-            "geometry": f"Your geometry computer serves: {served} (MNN's geometry stage, before the CPU backend runs)",
-            "composite": f"Your converter transform replaces MNN's rewrite of the ONNX operator {targets[0][0] if targets else '?'}",
+            "geometry": f"Your geometry computer serves: {served} (MNN's geometry stage, before the CPU backend runs); "
+                        f"register it with GeometryComputer::registerGeometryComputer(computer, {{{served}}})",
+            "composite": f"Your converter transform replaces MNN's rewrite of the ONNX operator {targets[0][0] if targets else '?'}; "
+                         f"register it with OnnxExtraManager::get()->insert(\"{targets[0][0] if targets else '?'}\", ...)",
         }[kind]
         mnn = f"MNN 3.6.1 converts the model to: {converted}\n{what}\n{mnn}"
     return text("task", name=task.name, category=task.category, operator=task.operator, problem=problem_of(task),
