@@ -133,6 +133,15 @@ def test_smoke_subset_is_judgeable_and_spans_single_and_multi_op_tasks():
 # ---------------------------------------------------------------- a run, and the same command again
 
 
+def test_a_run_is_not_resumed_with_other_prompts_or_generator_code(generators, monkeypatch):
+    generators("stub", lambda mode, config: FixedVerdict(mode=mode))
+    first = run.run_all(run.RunConfig(tasks=("Sin",), generators=("stub",), devices=("host",)), progress=quiet())
+    assert run.resume(first.run_id, progress=quiet()).done_now == 0  # same code: nothing to do, no complaint
+    monkeypatch.setattr(run, "generators_fingerprint", lambda: "0" * 64)
+    with pytest.raises(run.RunError, match="generators' code or prompts changed"):
+        run.resume(first.run_id, progress=quiet())
+
+
 def test_run_all_finishes_then_the_same_command_redoes_nothing(generators):
     generators("stub", lambda mode, config: FixedVerdict(mode=mode, wrong=("CumSum",)))
     config = run.RunConfig(tasks=("smoke",), generators=("stub",), devices=("host",))

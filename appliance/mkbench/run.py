@@ -355,6 +355,16 @@ def _run_row(db, run_id: str) -> dict:
 # ---------------------------------------------------------------- provenance
 
 
+def generators_fingerprint() -> str:
+    """sha256 over the generators' code and prompt templates (agents/): a resumed run must not
+    mix attempts written with different prompts."""
+    root = Path(__file__).parent / "agents"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".md") and "__pycache__" not in p.parts):
+        digest.update(f"{path.relative_to(root).as_posix()}\n".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def provenance(config: RunConfig, tasks: list[Task], devices: list[Device], backend, settings: settings_module.Settings) -> dict:
     """What a reader needs to reproduce the run: versions, MNN, toolchains and flags, model, devices, suite."""
     from .judge import evaluate as judge_evaluate
@@ -371,6 +381,7 @@ def provenance(config: RunConfig, tasks: list[Task], devices: list[Device], back
                   "hints": settings_module.JUDGE_HINTS, "target_run_ms": judge_evaluate.TARGET_RUN_MS,
                   "pairs": judge_evaluate.PAIRS, "implausible_speedup": timing.IMPLAUSIBLE_SPEEDUP},
         "budget": asdict(Budget(**config.budget)),
+        "generators": {"sha256": generators_fingerprint()},
     }
     try:
         tree = mnn_tree.open_tree(settings)
@@ -782,6 +793,10 @@ def resume(run_id: str, *, progress: Progress | None = None, settings: settings_
     if suite_hash(tasks) != row["suite_hash"]:
         raise RunError(f"the task specs of run {run_id} changed since it started (suite hash differs): "
                        "start a new run with `mkbench run-all --new ...`")
+    recorded_generators = (_json(row["provenance"]).get("generators") or {}).get("sha256")
+    if recorded_generators and recorded_generators != generators_fingerprint():
+        raise RunError(f"the generators' code or prompts changed since run {run_id} started: its attempts would mix "
+                       "two versions; start a new run with --new (or resume with the code it started with)")
     todo = [i for i in plan(run_id, db) if i not in finished_items(db, run_id)]
     if not todo:
         summary = _summarise(db, run_id, 0, 0.0, "nothing left to do")
