@@ -48,11 +48,9 @@ def prepare(task: Task, converter: Path | None = None, settings: settings_module
     directory = s.cache_dir / "tasks" / f"{task.name}-{task.sha256[:16]}-{made_by}-v{ARTIFACTS_VERSION}"
     done = directory / "done.json"
     sets = task_model.correctness_sets(task)
-    if not done.exists():
-        # Workers of one run prepare the same task at once: one builds, the others wait for it.
-        with mnn_build.locked(directory.with_name(directory.name + ".lock")):
-            if not done.exists():
-                _build(task, directory, converter, sets)
+    # Workers of one run prepare the same task at once: one builds, the others wait for it.
+    mnn_build.built_once(directory.with_name(directory.name + ".lock"), lambda: True if done.exists() else None,
+                         lambda: _build(task, directory, converter, sets))
     references = {}
     for set_name in sets:
         with np.load(directory / f"reference-{set_name}.npz") as data:

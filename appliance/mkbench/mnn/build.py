@@ -25,12 +25,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from .. import settings as settings_module
 from .. import store
 from . import tree as tree_module
 from .toolchain import TARGETS, Toolchain, ToolchainError, toolchain
+
+T = TypeVar("T")
 
 # Bump when the way builds are made changes (invalidates every cached build).
 BUILD_RECIPE = 1
@@ -133,6 +135,17 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def built_once(lock_path: Path, ready: Callable[[], T | None], build: Callable[[], T]) -> T:
+    """What `ready()` finds (None: not there yet), else `build()` under an exclusive lock, looking
+    once more inside it: another process may have just finished the same build."""
+    found = ready()
+    if found is not None:
+        return found
+    with locked(lock_path):
+        found = ready()
+        return found if found is not None else build()
 
 
 # ---------------------------------------------------------------- running commands
@@ -398,14 +411,13 @@ def build_native(target: str, settings: settings_module.Settings | None = None) 
     tree = tree_module.open_tree(s)
     key = library_key(tc, tree.fingerprint)
     directory = s.builds_dir / f"native-{target}-{key}"
-    cached = _load_manifest(directory)
-    if cached is not None and cached.runner.is_file():
-        return cached
-    with locked(s.builds_dir / f"native-{target}-{key}.lock"):
+
+    def ready() -> NativeBuild | None:
         cached = _load_manifest(directory)
-        if cached is not None and cached.runner.is_file():
-            return cached
-        return _build_native_locked(s, tc, tree, key, directory)
+        return cached if cached is not None and cached.runner.is_file() else None
+
+    return built_once(s.builds_dir / f"native-{target}-{key}.lock", ready,
+                      lambda: _build_native_locked(s, tc, tree, key, directory))
 
 
 def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_module.Tree, key: str, directory: Path) -> NativeBuild:

@@ -133,14 +133,13 @@ def build_converter(settings: settings_module.Settings | None = None) -> Convert
     tree = tree_module.open_tree(s)
     key = converter_key(tc, tree.fingerprint)
     directory = s.builds_dir / f"converter-host-{key}"
-    cached = _load_manifest(directory)
-    if cached is not None and cached.converter.is_file():
-        return cached
-    with build_module.locked(s.builds_dir / f"converter-host-{key}.lock"):
+
+    def ready() -> ConverterBuild | None:
         cached = _load_manifest(directory)
-        if cached is not None and cached.converter.is_file():
-            return cached
-        return _build_converter_locked(s, tc, tree, key, directory)
+        return cached if cached is not None and cached.converter.is_file() else None
+
+    return build_module.built_once(s.builds_dir / f"converter-host-{key}.lock", ready,
+                                   lambda: _build_converter_locked(s, tc, tree, key, directory))
 
 
 def _build_converter_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_module.Tree, key: str, directory: Path) -> ConverterBuild:
