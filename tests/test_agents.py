@@ -252,3 +252,22 @@ def test_one_shot_and_pass_at_k_in_both_modes(db):
     assert one_whole.best.correct and one_scaffolded.best.correct
     rows = db.conn.execute("SELECT generator, mode FROM attempts ORDER BY id").fetchall()
     assert rows == [("one-shot", "whole-file"), ("one-shot", "scaffolded"), ("pass@k", "scaffolded")]
+
+
+def test_a_composite_task_never_shows_mnns_own_rewrite():
+    """A composite's converted graph is what MNN's transform for the operator makes: its native
+    implementation. Neither the task block nor the Model Parser shows it; a CPU task's ops are shown."""
+    from mkbench.agents import prompts
+    from mkbench.agents.tools import model_parser
+
+    composite = get_task("LogSoftmax_axis_2")
+    assert composite.mnn.kind == "composite" and composite.mnn.converted_ops
+    block = prompts.task_block(composite, framework=True)
+    assert ", ".join(composite.mnn.converted_ops) not in block and "Reduction:MAXIMUM" not in block
+    assert 'OnnxExtraManager::get()->insert("LogSoftmax"' in block
+    view = model_parser.parse(composite)
+    assert view["mnn"] == [] and view["onnx"][0]["op"] == "LogSoftmax"
+    assert "MNN " not in model_parser.render(view).replace("the kernel serves", "")
+
+    unary = get_task("Abs")
+    assert "MNN 3.6.1 converts the model to: UnaryOp:ABS" in prompts.task_block(unary, framework=True)

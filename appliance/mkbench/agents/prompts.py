@@ -84,7 +84,9 @@ def task_block(task: Task, framework: bool = True) -> str:
     if framework:
         kind = task.mnn.kind if task.mnn else "cpu-execution"
         served = ", ".join(f"OpType_{op} ({sub})" if sub else f"OpType_{op}" for op, sub in targets) or "(unknown)"
-        converted = ", ".join(task.mnn.converted_ops) if task.mnn else "(not converted)"
+        # A composite's converted graph is the output of MNN's own transform for the operator,
+        # i.e. its native implementation: the model is not shown it.
+        converted = (", ".join(task.mnn.converted_ops) if task.mnn else "(not converted)") if kind != "composite" else ""
         what = {
             "cpu-execution": f"Your kernel serves: {served}, on the fp32 CPU backend",
             "geometry": f"Your geometry computer serves: {served} (MNN's geometry stage, before the CPU backend runs); "
@@ -92,6 +94,6 @@ def task_block(task: Task, framework: bool = True) -> str:
             "composite": f"Your converter transform replaces MNN's rewrite of the ONNX operator {targets[0][0] if targets else '?'}; "
                          f"register it with OnnxExtraManager::get()->insert(\"{targets[0][0] if targets else '?'}\", ...)",
         }[kind]
-        mnn = f"MNN 3.6.1 converts the model to: {converted}\n{what}\n{mnn}"
+        mnn = f"MNN 3.6.1 converts the model to: {converted}\n{what}\n{mnn}" if converted else f"{what}\n{mnn}"
     return text("task", name=task.name, category=task.category, operator=task.operator, problem=problem_of(task),
                 inputs="; ".join(_shape(t) for t in task.inputs), outputs="; ".join(_shape(t) for t in task.outputs), mnn=mnn)

@@ -5,7 +5,9 @@
 
 The MNN side comes from the converted model the judge runs (the converter's JSON dump of the
 task's .mnn, cached), so attribute and shape differences between the two are visible: a
-dropped keepdims, an axis counted from the end, an input that became a parameter.
+dropped keepdims, an axis counted from the end, an input that became a parameter. For a
+composite task that graph is what MNN's own transform for the operator makes (its native
+implementation, which the agents never see), so only the ONNX side and the mismatch are given.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def parameter_tables(task: Task, settings: settings_module.Settings | None = Non
 
 def parse(task: Task, verdict: Verdict | None = None, settings: settings_module.Settings | None = None) -> dict:
     """ONNX node(s), converted MNN ops, and the verdict's mismatch (largest errors and where)."""
-    view = {"onnx": onnx_side(task), "mnn": mnn_side(task, settings),
+    composite = task.mnn is not None and task.mnn.kind == "composite"
+    view = {"onnx": onnx_side(task), "mnn": [] if composite else mnn_side(task, settings),
             "targets": [f"{op}:{sub}" if sub else op for op, sub in (task.mnn.targets if task.mnn else ())]}
     if verdict is not None:
         view["mismatch"] = {"verdict": verdict.verdict, "reason": verdict.reason, "max_abs_error": verdict.max_abs_error,
