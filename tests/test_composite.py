@@ -58,6 +58,17 @@ def test_a_correct_transform_is_served_timed_and_recorded(judge):
 
 
 @pytest.mark.slow
+def test_a_transform_that_remakes_mnns_own_graph_is_flagged(judge):
+    """MNN's own transform makes log(exp(x) + 1); a candidate that makes the same ops is correct
+    but flagged for review (a copy of, or delegation to, the native rewrite); the example is not."""
+    own = judge(mutate("auto newExpr  = _Add(positive, tail)->expr().first;",
+                       "auto newExpr  = _Log(_Add(_Exp(x), _Scalar<float>(1.0f)))->expr().first;"))
+    assert own.verdict == "correct", own.reason
+    assert any(flag.startswith("graph: the same 3 ops as MNN's own transform") for flag in own.flags), own.flags
+    assert not any(flag.startswith("graph:") for flag in judge(SOFTPLUS).flags)
+
+
+@pytest.mark.slow
 def test_a_transform_that_drops_the_tail_is_wrong_values(judge):
     verdict = judge(mutate("auto newExpr  = _Add(positive, tail)->expr().first;", "auto newExpr  = positive->expr().first;"))
     assert verdict.verdict == "wrong-values", verdict.reason

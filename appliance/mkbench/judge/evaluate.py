@@ -249,6 +249,8 @@ def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = 
             started = time.monotonic()
             models["candidate"], converted, failure = _convert_with_candidate(task, artifacts, built, local)
             stages["convert"] = time.monotonic() - started
+            if not failure:
+                review = (*review, *_same_graph_as_native(task, models["candidate"]))
             if failure:
                 return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(converted),
                                       flags=review, compiler_output=built.compiler_output, stage_seconds=stages, **base))
@@ -286,6 +288,19 @@ def _convert_with_candidate(task: Task, artifacts, built, local: Path) -> tuple[
     if not converted:
         return model, [], ("not-exercised", f"MNN's converter never asked the candidate's transform for {onnx_op}")
     return model, converted, None
+
+
+def _same_graph_as_native(task: Task, model: Path) -> list[str]:
+    """A review flag when the candidate's transform makes exactly the compute ops MNN's own
+    transform makes (the task's converted graph, which the agents are never shown): a copy or
+    a delegation to MNN's rewrite rather than a kernel of its own. [] otherwise."""
+    try:
+        labels = [op.label for op in mnn_convert.compute_ops(mnn_convert.converted_ops(model))]
+    except (mnn_convert.ConversionError, OSError, ValueError, subprocess.SubprocessError) as error:
+        return [f"graph: the candidate's model could not be read ({str(error)[:80]})"]
+    if labels and task.mnn and tuple(labels) == tuple(task.mnn.converted_ops):
+        return [f"graph: the same {len(labels)} ops as MNN's own transform ({', '.join(labels)})"]
+    return []
 
 
 def _run_and_judge(task, session: DeviceSession, stages, review, built, base, finish, converted=()) -> Verdict:
