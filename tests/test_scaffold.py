@@ -45,6 +45,8 @@ def functions(name: str) -> str:
     ("Softmax", ("softmax",), ("mk_softmax",)),
     ("LogSoftmax", ("reduction", "binary", "unary"), ("mk_reduce_maximum", "mk_reduce_sum", "mk_binary_sub", "mk_unary_exp", "mk_unary_log")),
     ("Clip", ("generic",), ("mk_relu6",)),
+    ("LogSoftmax_axis_2", ("composite",), ("mk_composite_logsoftmax",)),
+    ("RNN", ("composite",), ("mk_composite_rnn",)),
 ])
 def test_kinds_and_functions(task, kinds, names):
     scaffold = scaffold_for(get_task(task))
@@ -86,6 +88,22 @@ def test_splice_puts_the_code_before_any_mnn_header():
     assert source.index(END_MARK) < source.index('#include "backend/cpu/CPUBackend.hpp"')
 
 
+def test_a_composite_scaffold_is_a_transform_around_an_express_function():
+    """The model writes the graph with Express functions, given the node's inputs (constants with
+    their shapes, an absent optional input skipped), the attributes and the output's shape (inferred
+    for an intermediate); the scaffold writes the transform, its registration and the headers."""
+    rnn = scaffold_for(get_task("RNN"))
+    assert rnn.functions[0].signature == "VARP mk_composite_rnn(VARP x, VARP w, VARP r, VARP b, VARP h0)"
+    stubs = rnn.stubs()
+    for line in ("constant 1 w: float32 [1, 20, 10]", "input 4: absent", "return: float32 [8, 1, 1, 20]",
+                 "hidden_size=20", "VARP _MatMul(VARP a, VARP b, bool tranposeA = false, bool tranposeB = false);",
+                 "VARP _ReduceMax(VARP input_variable, INTS axis = {}, bool keepDims = false);"):
+        assert line in stubs
+    source, _ = rnn.splice("VARP mk_composite_rnn(VARP x, VARP w, VARP r, VARP b, VARP h0) { return x; }")
+    assert "mkuser::mk_composite_rnn(inputs[0], inputs[1], inputs[2], inputs[3], inputs[5])" in source
+    assert 'OnnxExtraManager::get()->insert("RNN"' in source
+
+
 def test_targets_the_scaffold_cannot_frame():
     from test_agents import with_targets
 
@@ -118,6 +136,20 @@ def test_targets_the_scaffold_cannot_frame():
 def test_lint_rejects_with_one_line(code, reason):
     problem = lint.check(code, scaffold_for(get_task("Abs")))
     assert problem is not None and reason in problem and "\n" not in problem
+
+
+@pytest.mark.parametrize("code, reason", [
+    ("#include <MNN/expr/ExprCreator.hpp>\n" + "VARP mk_composite_logsoftmax(VARP x) { return x; }", "do not write #include"),
+    ("VARP mk_composite_logsoftmax(VARP x) { return x; }\n"
+     "static auto r = [] { OnnxExtraManager::get(); return 0; }();", "do not write a transform or register it"),
+    ("class T : public Transform {};\nVARP mk_composite_logsoftmax(VARP x) { return x; }", "do not write a transform"),
+    ("VARP mk_composite_logsoftmax(VARP x, int axis) { return x; }", "takes 1 parameters, not 2"),
+    ("VARP logsoftmax(VARP x) { return x; }", "define mk_composite_logsoftmax exactly as stated"),
+])
+def test_composite_lint_refuses_the_scaffolds_part(code, reason):
+    problem = lint.check(code, scaffold_for(get_task("LogSoftmax_axis_2")))
+    assert problem is not None and reason in problem and "\n" not in problem
+    assert lint.check(functions("LogSoftmax_axis_2"), scaffold_for(get_task("LogSoftmax_axis_2"))) is None  # MNN's API is allowed
 
 
 def test_lint_accepts_good_code_helpers_and_comments():
@@ -180,6 +212,24 @@ def test_hand_written_functions_pass_the_judge(task, tmp_path):
     assert verdict.verdict == "correct", verdict.line()
     assert any(r.get("served") == "candidate" and r.get("execution_class", "").startswith("MNN::MkScaffold")
                for r in verdict.served)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["Softplus_2d", "LogSoftmax_axis_2"])
+def test_hand_written_composite_functions_pass_the_judge(task, tmp_path):
+    """Spliced into the composite scaffold, the function is converted by the candidate's converter,
+    whose record shows the scaffold's transform ran, and the model it made is judged correct."""
+    from mkbench import store
+    from mkbench.devices import get_device
+    from mkbench.judge.evaluate import evaluate
+    from test_agents import test_settings
+
+    t = get_task(task)
+    source, _ = scaffold_for(t).splice(functions(task))
+    verdict = evaluate(t, source, get_device("host"), db=store.open_db(tmp_path / "judge.sqlite"), worker="scaffold-test",
+                       settings=test_settings())
+    assert verdict.verdict == "correct", verdict.line()
+    assert any(r.get("served") == "candidate" and r.get("stage") == "converter" for r in verdict.served)
 
 
 @pytest.mark.slow

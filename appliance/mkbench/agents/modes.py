@@ -89,6 +89,13 @@ class WholeFile:
         return Candidate(code, code)
 
 
+# What the Accelerator may propose for the model's functions: loops over raw pointers, or a graph.
+FUNCTION_METHODS = ("Methods are, for example: SIMD vectorisation, loop unrolling, fusing passes, a multiplication "
+                    "instead of a division, fewer passes over memory. The caller already splits the work across threads.")
+COMPOSITE_METHODS = ("Methods are, for example: fewer ops in the graph, one op that does the work of several, "
+                     "no transposes or copies that can be avoided, a multiplication instead of a division.")
+
+
 class Scaffolded:
     name = "scaffolded"
     max_tokens = 800  # a few short functions
@@ -98,7 +105,10 @@ class Scaffolded:
         self.scaffold: Scaffold = scaffold_for(task)
 
     def base(self) -> dict:
-        return {"system": prompts.text("system.scaffolded"), "task": prompts.task_block(self.task, framework=False),
+        composite = "composite" in self.scaffold.kinds
+        return {"system": prompts.text("system.scaffolded.composite" if composite else "system.scaffolded"),
+                "methods": COMPOSITE_METHODS if composite else FUNCTION_METHODS,
+                "task": prompts.task_block(self.task, framework=False),
                 "stubs": self.scaffold.stubs()}
 
     def draft(self) -> dict:

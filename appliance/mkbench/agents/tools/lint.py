@@ -5,7 +5,9 @@
 The scaffold owns everything MNN-specific, so the model's code may not include headers, define
 macros, touch MNN (namespaces, classes, the registration), redefine the scaffold's names or its
 own functions, or write to an input (const_cast, casting the const away, assigning through an
-input pointer, memcpy/memset into one). Every required function must be defined once, with the
+input pointer, memcpy/memset into one). A composite's function is written in MNN's Express API,
+so there only the headers, macros, the transform, its registration and the scaffold's names are
+refused. Every required function must be defined once, with the
 stated number of parameters. A rejected sample counts as a failed compile.
 """
 
@@ -24,6 +26,15 @@ _FORBIDDEN = (
     (re.compile(r"\b(MkScaffold\w*|mkscaffold|mkuser)\b"), "do not redefine or call the scaffold's own names"),
     (re.compile(r"\bint\s+main\s*\("), "do not write main(): write only the requested functions"),
     (re.compile(r"\bconst_cast\b"), "do not cast const away: the inputs are read-only"),
+)
+# A composite's function builds a graph with MNN's Express API, so MNN's names are its vocabulary;
+# what stays the scaffold's is the transform, its registration and the headers.
+_FORBIDDEN_COMPOSITE = (
+    (_FORBIDDEN[0][0], "do not write #include: the scaffold already includes MNN's Express API and the C++ standard headers"),
+    _FORBIDDEN[1],
+    (re.compile(r"\b(OnnxExtraManager|Transform)\b"), "do not write a transform or register it: the scaffold does, and calls your function"),
+    _FORBIDDEN[5],
+    _FORBIDDEN[6],
 )
 _WRITERS = {"memcpy", "memset", "memmove", "std::memcpy", "std::memset", "std::memmove", "std::fill", "std::copy"}
 
@@ -121,7 +132,7 @@ def check(code: str | None, scaffold: Scaffold) -> str | None:
     if not code or not code.strip():
         return "no C++ code block in the answer: answer with the functions in one ```cpp block"
     bare = _without_comments(code)
-    for pattern, reason in _FORBIDDEN:
+    for pattern, reason in (_FORBIDDEN_COMPOSITE if "composite" in scaffold.kinds else _FORBIDDEN):
         match = pattern.search(bare)
         if match:
             return f"{reason} (line {bare.count(chr(10), 0, match.start()) + 1})"
