@@ -516,3 +516,59 @@ def test_a_generator_recording_its_own_attempt(generators, tmp_path):
     quit_summary = run.run_all(run.RunConfig(tasks=("Sin",), generators=("quitter",), model=f"replay:{replay}"),
                                progress=quiet())
     assert (quit_summary.finished, quit_summary.failed) == (0, 1)  # the generator's "failed" stands
+
+
+# ---------------------------------------------------------------- recheck on another device
+
+SIN = (Path(__file__).parent.parent / "mnn" / "examples" / "abs_candidate.cpp").read_text().replace(
+    "std::fabs(src[i])", "std::sin(src[i])")
+SIN_X86_ONLY = SIN.replace("dst[i] = std::sin(src[i]);",
+                           "#if defined(__x86_64__)\n                dst[i] = std::sin(src[i]);\n#else\n"
+                           "                dst[i] = src[i];\n#endif")
+
+
+class Judging(FixedVerdict):
+    """Judges one fixed kernel with the real judge."""
+
+    def __init__(self, name: str, source: str, mode: str):
+        super().__init__(name, mode)
+        self.source = source
+
+    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+        from mkbench.judge.evaluate import evaluate
+
+        verdict = evaluate(task, self.source, device, db=db, run_id=run_id)
+        return AttemptResult(task.name, self.name, self.mode, device.serial, None, (verdict,), verdict, 0, 0, 0, 0.0,
+                             "solved" if verdict.correct else "rounds")
+
+
+@pytest.mark.slow
+def test_recheck_judges_a_host_runs_correct_kernels_on_arm64(generators):
+    """A kernel correct on the host only because of an x86 branch is caught by the arm64 recheck;
+    the report counts the rechecks in a note, and a second recheck judges nothing again."""
+    from mkbench.mnn import tree as mnn_tree
+
+    try:
+        mnn_tree.locate()
+    except Exception as error:
+        pytest.skip(f"MNN tree not found ({error}): set MKBENCH_MNN_SRC")
+    generators("portable", lambda mode, config: Judging("portable", SIN, mode))
+    generators("x86-only", lambda mode, config: Judging("x86-only", SIN_X86_ONLY, mode))
+    summary = run.run_all(run.RunConfig(tasks=("Sin",), generators=("portable", "x86-only"), devices=("host",)),
+                          progress=quiet())
+    db = store.open_db(run.settings_module.load().db_path)
+    assert [a["status"] for a in db.query("SELECT status FROM attempts WHERE run_id = ?", [summary.run_id])] == ["finished"] * 2
+
+    lines = []
+    rows = run.recheck(summary.run_id, "qemu-arm64", echo=lines.append)
+    assert {(r["generator"], r["verdict"]) for r in rows} == {("portable", "correct"), ("x86-only", "wrong-values")}
+    assert len(lines) == 2 and all("correct on host" in line for line in lines)
+    count = db.conn.execute("SELECT COUNT(*) FROM evaluations WHERE run_id = ?", [summary.run_id]).fetchone()[0]
+    assert [r["verdict"] for r in run.recheck(summary.run_id, "qemu-arm64")] == [r["verdict"] for r in rows]
+    assert db.conn.execute("SELECT COUNT(*) FROM evaluations WHERE run_id = ?", [summary.run_id]).fetchone()[0] == count
+
+    from mkbench.report import build_report
+    notes = build_report(db, summary.run_id).notes
+    assert "rechecked on qemu-arm64: portable (whole-file) 1/1, x86-only (whole-file) 0/1 of the correct kernels are correct there too" in notes
+    by_generator = {m.group[0]: m for m in build_report(db, summary.run_id).by_generator}
+    assert by_generator["x86-only"].fcr == 1.0  # the run's own metrics stay those of its device

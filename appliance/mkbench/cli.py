@@ -519,7 +519,7 @@ def run_all_command(config_path, suite, task_words, categories, generators, mode
 
 @main.group()
 def run() -> None:
-    """Runs of generators over tasks and devices: list, resume, show."""
+    """Runs of generators over tasks and devices: list, resume, recheck, show."""
 
 
 @run.command("list")
@@ -557,6 +557,23 @@ def run_resume(run_id: str, quiet: bool, as_json: bool) -> None:
     if as_json:
         echo_json(summary.__dict__)
     _run_summary_exit(summary)
+
+
+@run.command("recheck")
+@click.argument("run_id")
+@click.option("--device", "-d", "serial", default="qemu-arm64", show_default=True,
+              help="where to judge again: qemu-arm64, an adb serial, host")
+def run_recheck(run_id: str, serial: str) -> None:
+    """Judge a run's correct kernels again on another device (arm64 correctness for a host run);
+    the report counts the rechecks in its notes."""
+    from .run import RunError, recheck
+
+    try:
+        rows = recheck(run_id, serial, echo=click.echo)
+    except (RunError, LookupError) as error:  # an unknown run or device
+        fail(str(error))
+    kept = sum(r["verdict"] == "correct" for r in rows)
+    click.echo(f"{kept} of {len(rows)} correct kernels of {run_id} are correct on {serial} too")
 
 
 @run.command("show")

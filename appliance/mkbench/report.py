@@ -347,6 +347,7 @@ def build_report(db, run_id: str | None = None, ps: Iterable[float] = DEFAULT_PS
             notes.append(f"{serial} has no noise floor: speedups are taken as measured (run `mkbench selftest {serial}`)")
         if d["status"] == "lost":
             notes.append(f"{serial} was lost during the run")
+    notes += recheck_notes(db, data)
     missing = sum(o.status == "missing" for o in data.outcomes)
     failed = sum(o.status == "failed" for o in data.outcomes)
     if missing or failed:
@@ -355,6 +356,30 @@ def build_report(db, run_id: str | None = None, ps: Iterable[float] = DEFAULT_PS
     return Report(run_id, data.status, ps, grouped(lambda o: (label(o),)),
                   tuple(sorted(grouped(lambda o: (label(o), o.category)), key=lambda m: (m.group[1], m.group[0]))),
                   grouped(lambda o: (label(o), device_label(o))), data, tuple(notes))
+
+
+def recheck_notes(db, data: RunData) -> list[str]:
+    """One line per device the run's correct kernels were judged again on (`mkbench run recheck`):
+    how many of them are correct there too, by generator and mode (one count per item)."""
+    run_devices = {d["device_id"] for d in data.devices.values()}
+    rechecked: dict[tuple[str, str], str] = {}  # (serial, candidate sha256) -> the newest verdict there
+    for r in db.query("SELECT e.candidate_sha256, e.verdict, e.device_id, d.serial FROM evaluations e "
+                      "JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.id", [data.run_id]):
+        if r["device_id"] not in run_devices and r["serial"] not in data.devices:
+            rechecked[(r["serial"], r["candidate_sha256"])] = r["verdict"]
+    notes = []
+    for serial in sorted({serial for serial, _ in rechecked}):
+        counts: dict[str, list[int]] = {}
+        for entry in data.attempts:
+            evaluation = entry["evaluation"]
+            verdict = rechecked.get((serial, evaluation["candidate_sha256"])) if evaluation and evaluation["verdict"] == "correct" else None
+            if verdict is not None:
+                count = counts.setdefault(f"{entry['row']['generator']} ({entry['row']['mode']})", [0, 0])
+                count[0] += verdict == "correct"
+                count[1] += 1
+        notes.append(f"rechecked on {serial}: " + ", ".join(f"{label} {c}/{n}" for label, (c, n) in sorted(counts.items()))
+                     + " of the correct kernels are correct there too")
+    return notes
 
 
 # ---------------------------------------------------------------- tables

@@ -825,6 +825,47 @@ def resume(run_id: str, *, progress: Progress | None = None, settings: settings_
             backend.close()
 
 
+def recheck(run_id: str, serial: str, *, settings: settings_module.Settings | None = None,
+            db_path: Path | None = None, echo: Callable[[str], None] = lambda line: None) -> list[dict]:
+    """Judge again, on another device, every kernel a run found correct: the same source, a fresh
+    verdict stored under the run's id, which the report counts beside the run's own (the run's
+    metrics stay those of its devices). For a run timed on the host, `-d qemu-arm64` checks that
+    its correct kernels are correct on arm64 too. A kernel already rechecked there is not judged
+    again, so an interrupted recheck goes on where it stopped."""
+    from .judge.evaluate import evaluate
+    from .tasks import get_task
+
+    s = settings or settings_module.load()
+    db = store.open_db(db_path or s.db_path)
+    _run_row(db, run_id)
+    device = get_device(serial)
+    device_ids = [r["id"] for r in db.query("SELECT id FROM devices WHERE serial = ?", [device.serial])]
+    rows = []
+    correct = list(db.query(
+        "SELECT a.task, a.generator, a.mode, e.candidate, e.candidate_sha256, d.serial FROM attempts a "
+        "JOIN evaluations e ON e.id = a.best_evaluation_id JOIN devices d ON d.id = e.device_id "
+        "WHERE a.run_id = ? AND e.verdict = 'correct' ORDER BY a.id", [run_id]))
+    for a in correct:
+        if a["serial"] == device.serial:
+            continue
+        marks = ",".join("?" * len(device_ids)) or "NULL"
+        done = list(db.query(f"SELECT verdict, reason FROM evaluations WHERE run_id = ? AND task = ? AND candidate_sha256 = ? "
+                             f"AND device_id IN ({marks}) ORDER BY id DESC LIMIT 1",
+                             [run_id, a["task"], a["candidate_sha256"], *device_ids]))
+        if done:
+            verdict, reason = done[0]["verdict"], done[0]["reason"]
+        else:
+            judged = evaluate(get_task(a["task"]), a["candidate"], device, db=db, run_id=run_id, settings=s)
+            verdict, reason = judged.verdict, judged.reason
+            device_ids = [r["id"] for r in db.query("SELECT id FROM devices WHERE serial = ?", [device.serial])]
+        row = {"task": a["task"], "generator": a["generator"], "mode": a["mode"], "judged_on": a["serial"],
+               "rechecked_on": device.serial, "verdict": verdict, "reason": reason}
+        rows.append(row)
+        echo(f"{a['task']} {a['generator']}/{a['mode']}: correct on {a['serial']}, {verdict} on {device.serial}"
+             + (f" ({reason})" if reason and verdict != "correct" else ""))
+    return rows
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """One line of `mkbench run list`."""
