@@ -47,6 +47,8 @@ def functions(name: str) -> str:
     ("Clip", ("generic",), ("mk_relu6",)),
     ("LogSoftmax_axis_2", ("composite",), ("mk_composite_logsoftmax",)),
     ("RNN", ("composite",), ("mk_composite_rnn",)),
+    ("Reshape", ("movement",), ("mk_geometry_reshape",)),
+    ("DepthToSpace", ("movement",), ("mk_geometry_depthtospace",)),
 ])
 def test_kinds_and_functions(task, kinds, names):
     scaffold = scaffold_for(get_task(task))
@@ -111,8 +113,10 @@ def test_targets_the_scaffold_cannot_frame():
         scaffold_for(with_targets("Abs", ("UnaryOp", "ABS"), ("Reshape", None)))
     with pytest.raises(ScaffoldUnsupported, match="without a sub-type"):
         scaffold_for(with_targets("Abs", ("UnaryOp", None)))
-    with pytest.raises(ScaffoldUnsupported, match="needs a geometry kernel"):
-        scaffold_for(get_task("CumSum"))
+    with pytest.raises(ScaffoldUnsupported, match="needs a geometry kernel for CumSum"):
+        scaffold_for(get_task("CumSum"))  # a geometry op that computes
+    with pytest.raises(ScaffoldUnsupported, match="for BroadcastTo, Tile"):
+        scaffold_for(get_task("Tile"))
     assert scaffold_for(with_targets("ReduceL1", ("UnaryOp", "ABS"), ("Reduction", "SUM"))).names == (
         "mk_unary_abs", "mk_reduce_sum")
 
@@ -230,6 +234,28 @@ def test_hand_written_composite_functions_pass_the_judge(task, tmp_path):
                        settings=test_settings())
     assert verdict.verdict == "correct", verdict.line()
     assert any(r.get("served") == "candidate" and r.get("stage") == "converter" for r in verdict.served)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["Concat", "DepthToSpace"])
+def test_hand_written_copy_blocks_pass_the_judge(task, tmp_path):
+    """A geometry op that moves elements: the model's blocks become MNN's raster regions, served by
+    the scaffold's computer; a block that reads past its input is refused, not run."""
+    from mkbench import store
+    from mkbench.devices import get_device
+    from mkbench.judge.evaluate import evaluate
+    from test_agents import test_settings
+
+    t = get_task(task)
+    db = store.open_db(tmp_path / "judge.sqlite")
+    source, _ = scaffold_for(t).splice(functions(task))
+    verdict = evaluate(t, source, get_device("host"), db=db, worker="scaffold-test", settings=test_settings())
+    assert verdict.verdict == "correct", verdict.line()
+    assert any(r.get("served") == "candidate" and r.get("stage") == "geometry" for r in verdict.served)
+    if task == "Concat":
+        past, _ = scaffold_for(t).splice(functions(task).replace("k * n, {0, 0, 1}, {1, 1, n}", "k * n, {0, 0, 1}, {1, 1, n + 1}"))
+        refused = evaluate(t, past, get_device("host"), db=db, worker="scaffold-test", settings=test_settings())
+        assert refused.verdict == "crash", refused.line()
 
 
 @pytest.mark.slow

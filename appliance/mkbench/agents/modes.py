@@ -94,6 +94,11 @@ FUNCTION_METHODS = ("Methods are, for example: SIMD vectorisation, loop unrollin
                     "instead of a division, fewer passes over memory. The caller already splits the work across threads.")
 COMPOSITE_METHODS = ("Methods are, for example: fewer ops in the graph, one op that does the work of several, "
                      "no transposes or copies that can be avoided, a multiplication instead of a division.")
+MOVEMENT_METHODS = ("Methods are, for example: fewer and larger blocks (merge runs that are contiguous in both "
+                    "tensors), the innermost size along the contiguous axis, no block copied twice.")
+# The system prompt and the Accelerator's methods of the scaffold kinds that do not write loops.
+SCAFFOLD_PROMPTS = {"composite": ("system.scaffolded.composite", COMPOSITE_METHODS),
+                    "movement": ("system.scaffolded.movement", MOVEMENT_METHODS)}
 
 
 class Scaffolded:
@@ -105,9 +110,9 @@ class Scaffolded:
         self.scaffold: Scaffold = scaffold_for(task)
 
     def base(self) -> dict:
-        composite = "composite" in self.scaffold.kinds
-        return {"system": prompts.text("system.scaffolded.composite" if composite else "system.scaffolded"),
-                "methods": COMPOSITE_METHODS if composite else FUNCTION_METHODS,
+        kind = next((k for k in self.scaffold.kinds if k in SCAFFOLD_PROMPTS), None)
+        system, methods = SCAFFOLD_PROMPTS.get(kind, ("system.scaffolded", FUNCTION_METHODS))
+        return {"system": prompts.text(system), "methods": methods,
                 "task": prompts.task_block(self.task, framework=False),
                 "stubs": self.scaffold.stubs()}
 
