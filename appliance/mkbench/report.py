@@ -361,11 +361,10 @@ def build_report(db, run_id: str | None = None, ps: Iterable[float] = DEFAULT_PS
 def recheck_notes(db, data: RunData) -> list[str]:
     """One line per device the run's correct kernels were judged again on (`mkbench run recheck`):
     how many of them are correct there too, by generator and mode (one count per item)."""
-    run_devices = {d["device_id"] for d in data.devices.values()}
     rechecked: dict[tuple[str, str], str] = {}  # (serial, candidate sha256) -> the newest verdict there
-    for r in db.query("SELECT e.candidate_sha256, e.verdict, e.device_id, d.serial FROM evaluations e "
+    for r in db.query("SELECT e.candidate_sha256, e.verdict, d.serial FROM evaluations e "
                       "JOIN devices d ON d.id = e.device_id WHERE e.run_id = ? ORDER BY e.id", [data.run_id]):
-        if r["device_id"] not in run_devices and r["serial"] not in data.devices:
+        if r["serial"] not in data.devices:  # not one of the run's own devices
             rechecked[(r["serial"], r["candidate_sha256"])] = r["verdict"]
     notes = []
     for serial in sorted({serial for serial, _ in rechecked}):

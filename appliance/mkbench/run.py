@@ -839,7 +839,6 @@ def recheck(run_id: str, serial: str, *, settings: settings_module.Settings | No
     db = store.open_db(db_path or s.db_path)
     _run_row(db, run_id)
     device = get_device(serial)
-    device_ids = [r["id"] for r in db.query("SELECT id FROM devices WHERE serial = ?", [device.serial])]
     rows = []
     correct = list(db.query(
         "SELECT a.task, a.generator, a.mode, e.candidate, e.candidate_sha256, d.serial FROM attempts a "
@@ -848,16 +847,14 @@ def recheck(run_id: str, serial: str, *, settings: settings_module.Settings | No
     for a in correct:
         if a["serial"] == device.serial:
             continue
-        marks = ",".join("?" * len(device_ids)) or "NULL"
-        done = list(db.query(f"SELECT verdict, reason FROM evaluations WHERE run_id = ? AND task = ? AND candidate_sha256 = ? "
-                             f"AND device_id IN ({marks}) ORDER BY id DESC LIMIT 1",
-                             [run_id, a["task"], a["candidate_sha256"], *device_ids]))
+        done = list(db.query("SELECT e.verdict, e.reason FROM evaluations e JOIN devices d ON d.id = e.device_id "
+                             "WHERE e.run_id = ? AND e.task = ? AND e.candidate_sha256 = ? AND d.serial = ? "
+                             "ORDER BY e.id DESC LIMIT 1", [run_id, a["task"], a["candidate_sha256"], device.serial]))
         if done:
             verdict, reason = done[0]["verdict"], done[0]["reason"]
         else:
             judged = evaluate(get_task(a["task"]), a["candidate"], device, db=db, run_id=run_id, settings=s)
             verdict, reason = judged.verdict, judged.reason
-            device_ids = [r["id"] for r in db.query("SELECT id FROM devices WHERE serial = ?", [device.serial])]
         row = {"task": a["task"], "generator": a["generator"], "mode": a["mode"], "judged_on": a["serial"],
                "rechecked_on": device.serial, "verdict": verdict, "reason": reason}
         rows.append(row)

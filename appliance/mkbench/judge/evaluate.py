@@ -249,11 +249,10 @@ def evaluate(task: Task, candidate: str, device: Device, db=None, worker: str = 
             started = time.monotonic()
             models["candidate"], converted, failure = _convert_with_candidate(task, artifacts, built, local)
             stages["convert"] = time.monotonic() - started
-            if not failure:
-                review = (*review, *_same_graph_as_native(task, models["candidate"]))
             if failure:
                 return finish(Verdict(failure[0], failure[1], compiled=True, correct=False, served=tuple(converted),
                                       flags=review, compiler_output=built.compiler_output, stage_seconds=stages, **base))
+            review = (*review, *_same_graph_as_native(task, models["candidate"]))
         started = time.monotonic()
         session = DeviceSession(device, artifacts, {"native": native.runner, "candidate": candidate_runner}, config, name,
                                 local, models=models)

@@ -17,24 +17,28 @@ import re
 
 from .scaffold import Scaffold
 
+_INCLUDE = re.compile(r"^\s*#\s*include\b", re.MULTILINE)
+_MACROS = (re.compile(r"^\s*#\s*(define|undef)\b", re.MULTILINE), "do not define macros: write plain functions (constexpr values are fine)")
+_SCAFFOLD_NAMES = (re.compile(r"\b(MkScaffold\w*|mkscaffold|mkuser)\b"), "do not redefine or call the scaffold's own names")
+_MAIN = (re.compile(r"\bint\s+main\s*\("), "do not write main(): write only the requested functions")
 _FORBIDDEN = (
-    (re.compile(r"^\s*#\s*include\b", re.MULTILINE), "do not write #include: the scaffold already includes the C++ standard headers and SIMD intrinsics"),
-    (re.compile(r"^\s*#\s*(define|undef)\b", re.MULTILINE), "do not define macros: write plain functions (constexpr values are fine)"),
+    (_INCLUDE, "do not write #include: the scaffold already includes the C++ standard headers and SIMD intrinsics"),
+    _MACROS,
     (re.compile(r"\bnamespace\s+MNN\b|\bMNN::|\busing\s+namespace\s+MNN\b"), "do not use MNN: the functions work on raw pointers only"),
     (re.compile(r"\bREGISTER_CPU_OP_CREATOR\b"), "do not register anything: the scaffold registers the kernel"),
     (re.compile(r"\b(Execution|Creator|Tensor|Backend|CPUBackend)\b"), "do not use MNN's classes: the functions work on raw pointers only"),
-    (re.compile(r"\b(MkScaffold\w*|mkscaffold|mkuser)\b"), "do not redefine or call the scaffold's own names"),
-    (re.compile(r"\bint\s+main\s*\("), "do not write main(): write only the requested functions"),
+    _SCAFFOLD_NAMES,
+    _MAIN,
     (re.compile(r"\bconst_cast\b"), "do not cast const away: the inputs are read-only"),
 )
 # A composite's function builds a graph with MNN's Express API, so MNN's names are its vocabulary;
 # what stays the scaffold's is the transform, its registration and the headers.
 _FORBIDDEN_COMPOSITE = (
-    (_FORBIDDEN[0][0], "do not write #include: the scaffold already includes MNN's Express API and the C++ standard headers"),
-    _FORBIDDEN[1],
+    (_INCLUDE, "do not write #include: the scaffold already includes MNN's Express API and the C++ standard headers"),
+    _MACROS,
     (re.compile(r"\b(OnnxExtraManager|Transform)\b"), "do not write a transform or register it: the scaffold does, and calls your function"),
-    _FORBIDDEN[5],
-    _FORBIDDEN[6],
+    _SCAFFOLD_NAMES,
+    _MAIN,
 )
 _WRITERS = {"memcpy", "memset", "memmove", "std::memcpy", "std::memset", "std::memmove", "std::fill", "std::copy"}
 

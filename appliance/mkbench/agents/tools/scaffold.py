@@ -811,11 +811,15 @@ def _movement(task: Task, op_type: str) -> Scaffold:
     shapes = _node_shapes(task)
     inputs = [name for name in node.inputs if name and name not in {c.name for c in task.constants}]
     output = next((o for o in node.outputs if o), "")
+
+    def described(name: str) -> str:
+        dtype, shape = shapes.get(name, ("?", "?"))
+        return f"{dtype} {shape}"
+
     lines = [f"{op_type} (ONNX {node.op}): the output holds the inputs' elements, moved or repeated; nothing is computed.",
              "Every tensor is a plain row-major array (element index = its flat position).",
-             *(f"input {k} {_identifier(name)}: {shapes.get(name, ('?', '?'))[0]} {shapes.get(name, ('?', '?'))[1]}"
-               for k, name in enumerate(inputs)),
-             f"output: {shapes.get(output, ('?', '?'))[0]} {shapes.get(output, ('?', '?'))[1]}"]
+             *(f"input {k} {_identifier(name)}: {described(name)}" for k, name in enumerate(inputs)),
+             f"output: {described(output)}"]
     if node.attributes:
         lines.append("attributes (fixed for this task): " + ", ".join(f"{k}={v}" for k, v in sorted(node.attributes.items())))
     lines += ["Append to blocks the copies that make the output (MkBlock is declared above: input, src_offset,",
