@@ -212,6 +212,23 @@ def test_wrong_answer_repaired(db):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode, fixture, edit", [("whole-file", "whole_file/abs_typo.cpp", "line 11: 'elementSize'"),
+                                                 ("scaffolded", "functions/Abs_typo.cpp", "line 3: 'fabs'")])
+def test_compiler_fixits_repair_a_misspelling_without_the_debugger(db, mode, fixture, edit):
+    """A misspelt name gcc knows ("did you mean ‘elementSize’?"): MoKA applies the compiler's fix-it
+    to the model's code and the judge finds it correct; no planner is asked. Without fix-its the
+    failed build is all there is in a budget of no rounds."""
+    answer = {"coder": [f"```cpp\n{(FIXTURES / fixture).read_text()}```"]}
+    result, backend = solve("moka", mode, "Abs", ScriptedReplay(answer), db, Budget(rounds=0), best_of=1)
+    assert [v.verdict for v in result.verdicts] == ["compile-error", "correct"], [v.reason for v in result.verdicts]
+    assert not backend.asked("debugger") and result.llm_calls == 1
+    step = next(s for s in steps(db, result.attempt_id) if s.get("tool") == "compiler_fixits")
+    assert step["result"] == edit  # in the model's own line numbers, whatever the scaffold around them
+    off, _ = solve("moka", mode, "Abs", ScriptedReplay(answer), db, Budget(rounds=0), best_of=1, fixits=False)
+    assert [v.verdict for v in off.verdicts] == ["compile-error"]
+
+
+@pytest.mark.slow
 def test_accelerator_keeps_the_faster_correct_kernel(db):
     """A slow correct draft, a faster correct version, then a 'faster' wrong one: the best stays the
     faster correct kernel, the next round starts from it, and a repeated method is asked again."""

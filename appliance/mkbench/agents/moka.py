@@ -8,13 +8,15 @@
     Accelerator  once correct: the Performance Parser's profile and the optimisations tried; one
                  bottleneck, one method, one plan, never one already tried
     Memory       every plan and what came of it, shared by the two planners
+    Fix-its      before the Debugger sees a failed build, the compiler's own suggestions ("did you
+                 mean ‘main_as_Pool’?") are applied to the model's code and judged, with no LLM call
 
 Planners answer JSON (constrained by a grammar where the backend can) and may name MNN symbols to
 look up in the tree index; the Coder gets the plan and what the lookups found. Each round starts
 from the best candidate so far: the fastest correct one, else the one that got furthest, so a
 faster but wrong acceleration never replaces a correct kernel. Ablations switch off the Tree
 Builder (no lookups, no MNN source with errors), the Error Extractor (raw compiler output) or
-the Accelerator (stop at the first correct kernel).
+the Accelerator (stop at the first correct kernel); `fixits=False` leaves compiler fix-its out.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .attempt import Attempt, Candidate
 from .modes import open_mode
 from .oneshot import draw
 from .tools import errors as error_extractor
+from .tools import fixits as compiler_fixits
 from .tools import model_parser, perf_parser
 from .tools.memory import Memory
 from .tools.tree import TreeIndex
@@ -64,6 +67,7 @@ class MoKA:
     tree: bool = True  # Tree Builder: lookups, and MNN's source with cross-file errors
     errors: bool = True  # Error Extractor: the structured dictionary instead of the raw log
     accelerator: bool = True  # go on optimising once correct
+    fixits: bool = True  # apply the compiler's fix-its to a failed build before the Debugger
     best_of: int | None = None  # drafts before the rounds (None: 1 whole-file as published, 4 scaffolded)
     settings: settings_module.Settings | None = None
     judge: Callable | None = None
@@ -75,7 +79,8 @@ class MoKA:
         return "moka" + "".join(f"-no-{n}" for n in off)
 
     def solve(self, task, device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
-        config = {"tree": self.tree, "errors": self.errors, "accelerator": self.accelerator, "best_of": self.best_of}
+        config = {"tree": self.tree, "errors": self.errors, "accelerator": self.accelerator, "best_of": self.best_of,
+                  "fixits": self.fixits}
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, self.settings, self.judge,
                                 self.worker, config=config)
         index = TreeIndex.load(self.settings).for_targets(task.mnn.targets if task.mnn else ())
@@ -85,7 +90,8 @@ class MoKA:
         memory = Memory()
         drafts = self.best_of or (1 if mode.name == "whole-file" else min(4, budget.samples))
         for n in range(drafts):  # 1. draft: best-of-N, until one is correct
-            verdict = draw(attempt, mode, seed=n, temperature=DRAFT_TEMPERATURES[n % len(DRAFT_TEMPERATURES)])
+            drawn = draw(attempt, mode, seed=n, temperature=DRAFT_TEMPERATURES[n % len(DRAFT_TEMPERATURES)])
+            verdict = self._fixed(attempt, mode, drawn)
             if verdict is None or verdict.correct:
                 break
         for round_ in range(1, budget.rounds + 1):  # 2. plan and execute, from the best candidate so far
@@ -166,7 +172,18 @@ class MoKA:
         answer = attempt.ask("coder", messages, seed=round_, max_tokens=mode.max_tokens)
         if answer is None:
             return None
-        return attempt.judge(mode.candidate(answer.text), origin={"round": round_})
+        return self._fixed(attempt, mode, attempt.judge(mode.candidate(answer.text), origin={"round": round_}))
+
+    def _fixed(self, attempt: Attempt, mode, verdict):
+        """After a failed build: the compiler's fix-its applied to the model's code and judged (the
+        verdict to go on with), or the verdict as it was when there are none."""
+        if verdict is None or verdict.compiled or not self.fixits:
+            return verdict
+        fixed, applied = compiler_fixits.fix(attempt.candidates[-1], verdict.compiler_output, mode)
+        if fixed is None:
+            return verdict
+        attempt.tool("compiler_fixits", {"edits": len(applied)}, "\n".join(applied))
+        return attempt.judge(fixed, origin={"fixits": len(applied)})
 
 
 Moka = MoKA  # the name run.py's generator table imports
