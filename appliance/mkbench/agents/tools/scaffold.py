@@ -134,6 +134,8 @@ _HEAD = """\
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numeric>
+#include <stdexcept>
 #include <vector>
 #if defined(__aarch64__) || defined(__ARM_NEON)
 #include <arm_neon.h>
