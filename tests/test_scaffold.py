@@ -276,3 +276,24 @@ def test_packed_input_padded_to_the_backend_pack(tmp_path):
     executions = [r for r in verdict.served if r.get("stage", "execution") == "execution"]
     assert [(r["op_type"], r["served"]) for r in executions if r["op_type"] != "Raster"] == [
         ("Convolution", "native"), ("UnaryOp", "candidate")]
+
+
+@pytest.mark.slow
+def test_an_input_of_one_value_is_repeated_for_the_binary_function(tmp_path):
+    """The model's binary function reads n values of each input: a multiplier that holds a single
+    value reaches it repeated by the scaffold, and y[i] = a[i] * b[i] is correct."""
+    from mkbench import store
+    from mkbench.devices import get_device
+    from mkbench.judge.evaluate import evaluate
+    from mkbench.tasks.spec import load_task
+    from test_agents import test_settings
+
+    task = load_task(Path(__file__).parent / "fixtures" / "agents" / "tasks" / "ScalarMul.toml")
+    scaffold = scaffold_for(task)
+    assert "void mk_binary_mul(const float* a, const float* b, float* y, size_t n);" in scaffold.stubs()
+    source, _ = scaffold.splice(functions("Mul"))
+    verdict = evaluate(task, source, get_device("host"), db=store.open_db(tmp_path / "judge.sqlite"), worker="scaffold-test",
+                       settings=test_settings())
+    assert verdict.verdict == "correct", verdict.line()
+    # MNN's geometry passes a one-value input through as it is (GeometryBinary: "Can directly compute").
+    assert [r["served"] for r in verdict.served if r.get("op_type") == "BinaryOp" and r.get("stage") == "execution"] == ["candidate"]

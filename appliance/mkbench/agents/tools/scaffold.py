@@ -282,23 +282,28 @@ public:
     ErrorCode onExecute(const std::vector<Tensor*>& inputs, const std::vector<Tensor*>& outputs) override {{
         auto cpu = static_cast<CPUBackend*>(backend());
         const int total = static_cast<int>(cpu->getTensorSize(outputs[0]));
-        // A step of 0 repeats an input that holds one value; 1 walks it with the output.
-        const size_t aStep = (cpu->getTensorSize(inputs[0]) == 1 && total != 1) ? 0 : 1;
-        const size_t bStep = (cpu->getTensorSize(inputs[1]) == 1 && total != 1) ? 0 : 1;
-        const float* a = inputs[0]->host<float>();
-        const float* b = inputs[1]->host<float>();
+        // The model's functions read n values of each input: one that holds a single value (MNN's
+        // geometry expands every other broadcast) is repeated into a buffer first.
+        const float* a = repeated(inputs[0], total, mRepeatA);
+        const float* b = repeated(inputs[1], total, mRepeatB);
         const int threads = std::max(1, cpu->threadNumber());
         MNN_CONCURRENCY_BEGIN(tId, threads) {{
             int begin, end;
             mkscaffold::split(total, threads, (int)tId, &begin, &end);
-            if (end > begin) run(a + begin * aStep, b + begin * bStep, outputs[0], begin, (size_t)(end - begin), aStep, bStep);
+            if (end > begin) run(a + begin, b + begin, outputs[0], begin, (size_t)(end - begin));
         }}
         MNN_CONCURRENCY_END();
         return NO_ERROR;
     }}
 
 private:
-    void run(const float* a, const float* b, Tensor* output, int begin, size_t n, size_t aStep, size_t bStep) const {{
+    const float* repeated(const Tensor* input, int total, std::vector<float>& buffer) const {{
+        const float* values = input->host<float>();
+        if (static_cast<CPUBackend*>(backend())->getTensorSize(input) != 1 || total == 1) return values;
+        buffer.assign((size_t)total, values[0]);
+        return buffer.data();
+    }}
+    void run(const float* a, const float* b, Tensor* output, int begin, size_t n) const {{
         float* y = output->host<float>() + begin;
         int32_t* yi = output->host<int32_t>() + begin;
         (void)y; (void)yi;
@@ -312,6 +317,7 @@ private:
     }}
     int mType;
     int mActivation;
+    std::vector<float> mRepeatA, mRepeatB;
 }};
 
 class MkScaffoldBinaryCreator : public CPUBackend::Creator {{
@@ -659,10 +665,9 @@ def _binary(sub: str) -> Function:
     math = BINARY.get(sub, sub.lower())
     name = f"mk_binary_{sub.lower()}"
     out = "int32_t" if sub in COMPARISONS else "float"
-    return Function(name, f"void {name}(const float* a, const float* b, {out}* y, size_t n, size_t a_step, size_t b_step)",
-                    f"BinaryOp {sub}: y[i] = {math}, with a = a[i * a_step], b = b[i * b_step], for every i in [0, n).\n"
-                    f"a_step and b_step are 1, or 0 when that input is one single value repeated.\n"
-                    f"Steps: loop i from 0 to n - 1; read a[i * a_step] and b[i * b_step]; write y[i] ({out}).", ("a", "b"))
+    return Function(name, f"void {name}(const float* a, const float* b, {out}* y, size_t n)",
+                    f"BinaryOp {sub}: y[i] = {math}, with a = a[i], b = b[i], for every i in [0, n).\n"
+                    f"Steps: loop i from 0 to n - 1; read a[i] and b[i]; write y[i] ({out}).", ("a", "b"))
 
 
 def _reduction(sub: str) -> Function:
@@ -881,7 +886,7 @@ def scaffold_for(task: Task) -> Scaffold:
         elif kind == "binary":
             made = [_binary(s) for s in subs]
             cases = _cases([(f"BinaryOpOperation_{s}",
-                             f"mkuser::{f.name}(a, b, {'yi' if s in COMPARISONS else 'y'}, n, aStep, bStep)") for s, f in zip(subs, made)])
+                             f"mkuser::{f.name}(a, b, {'yi' if s in COMPARISONS else 'y'}, n)") for s, f in zip(subs, made)])
             executions.append(_BINARY.format(cases=cases, accepted=" || ".join(f"type == BinaryOpOperation_{s}" for s in subs)))
         elif kind == "reduction":
             made = [_reduction(s) for s in subs]
