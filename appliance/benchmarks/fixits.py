@@ -5,8 +5,9 @@
 
 Each distinct candidate of the run whose verdict was compile-error is built again (the judge now
 asks the compiler for parseable fix-its), the fix-its that fall in the model's code are applied
-as MoKA applies them (`agents.tools.fixits.fix`: scaffolded code is linted and spliced again),
-and the fixed candidate is judged on the host. Nothing is stored. Prints a line per candidate
+as MoKA applies them (`agents.tools.fixits.fix`), put back into the judged source (MoKA lints and
+splices scaffolded code again; an older run's scaffold may differ from today's), and the fixed
+candidate is judged on the host. Nothing is stored. Prints a line per candidate
 and the totals: failed builds, with fix-its in the model's code, built after, correct after.
 This replays the model's real mistakes; it does not say what MoKA's later rounds would have done.
 """
@@ -18,14 +19,30 @@ import argparse
 from mkbench import settings as settings_module
 from mkbench import store
 from mkbench.agents.attempt import Candidate
-from mkbench.agents.modes import make_mode
 from mkbench.agents.tools import fixits
 from mkbench.agents.tools.scaffold import BEGIN_MARK, END_MARK
 from mkbench.devices import get_device
 from mkbench.judge.evaluate import evaluate
+from mkbench.llm.chat import extract_code
 from mkbench.tasks import get_task
 
 WORKER = "fixits-benchmark"  # its own build folders: never waits on (or holds up) a run's worker
+
+
+class InOriginal:
+    """Puts fixed code back where it was in the judged source, so an older run's scaffold stays
+    the one around it (today's scaffold may differ); the lint pass is not run again."""
+
+    def __init__(self, source: str, region: tuple[int, int] | None):
+        self.lines, self.region = source.splitlines(), region
+
+    def candidate(self, answer: str) -> Candidate:
+        code = extract_code(answer)
+        if self.region is None:
+            return Candidate(code, code)
+        first, last = self.region
+        source = "\n".join(self.lines[:first - 1] + code.strip("\n").splitlines() + self.lines[last:]) + "\n"
+        return Candidate(code, source, None, self.region)
 
 
 def as_candidate(source: str) -> tuple[str, Candidate]:
@@ -53,7 +70,7 @@ def main() -> None:
         mode_name, candidate = as_candidate(source)
         before = evaluate(task, source, host, worker=WORKER)
         totals["failed builds"] += 1
-        fixed, edits = fixits.fix(candidate, before.compiler_output, make_mode(mode_name, task))
+        fixed, edits = fixits.fix(candidate, before.compiler_output, InOriginal(source, candidate.region))
         if fixed is None:
             print(f"{task_name} ({mode_name}): no fix-it in the model's code; {before.reason[:100]}")
             continue
