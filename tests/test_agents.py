@@ -212,13 +212,15 @@ def test_wrong_answer_repaired(db):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode, fixture, edit", [("whole-file", "whole_file/abs_typo.cpp", "line 11: 'elementSize'"),
-                                                 ("scaffolded", "functions/Abs_typo.cpp", "line 3: 'fabs'")])
-def test_compiler_fixits_repair_a_misspelling_without_the_debugger(db, mode, fixture, edit):
-    """A misspelt name gcc knows ("did you mean ‘elementSize’?"): MoKA applies the compiler's fix-it
-    to the model's code and the judge finds it correct; no planner is asked. Without fix-its the
-    failed build is all there is in a budget of no rounds."""
-    answer = {"coder": [f"```cpp\n{(FIXTURES / fixture).read_text()}```"]}
+@pytest.mark.parametrize("mode, fixture, right, wrong, edit", [
+    ("whole-file", "whole_file/abs_element_size.cpp", "elementSize()", "elementsize()", "line 11: 'elementSize'"),
+    ("scaffolded", "functions/Abs.cpp", "std::fabs", "std::fab", "line 3: 'fabs'")])
+def test_compiler_fixits_repair_a_misspelling_without_the_debugger(db, mode, fixture, right, wrong, edit):
+    """A correct kernel with a name misspelt ("did you mean ‘elementSize’?"): MoKA applies the
+    compiler's fix-it to the model's code and the judge finds it correct; no planner is asked.
+    Without fix-its the failed build is all there is in a budget of no rounds."""
+    misspelt = (FIXTURES / fixture).read_text().replace(right, wrong)
+    answer = {"coder": [f"```cpp\n{misspelt}```"]}
     result, backend = solve("moka", mode, "Abs", ScriptedReplay(answer), db, Budget(rounds=0), best_of=1)
     assert [v.verdict for v in result.verdicts] == ["compile-error", "correct"], [v.reason for v in result.verdicts]
     assert not backend.asked("debugger") and result.llm_calls == 1
