@@ -300,10 +300,11 @@ def compile_cpp(
     native: NativeBuild, source: Path, output: Path, log: BuildLog, extra: Sequence[str] = (), cwd: Path | None = None,
     timeout: float = 1800,
 ) -> subprocess.CompletedProcess:
-    """Compile one file with MNN's own flags for CPUOPRegister.cpp (plus extra flags)."""
+    """Compile one file with MNN's own flags for CPUOPRegister.cpp (plus extra flags). The log is
+    read by programs: no colour, and the compiler's fix-its as parseable lines (agents/tools/fixits.py)."""
     argv = [a.replace("{source}", str(source)).replace("{output}", str(output)) for a in native.compile_command]
     ccache = shutil.which("ccache")
-    argv = argv[:1] + list(extra) + ["-fdiagnostics-color=never"] + argv[1:]
+    argv = argv[:1] + list(extra) + ["-fdiagnostics-color=never", "-fdiagnostics-parseable-fixits"] + argv[1:]
     if ccache:
         argv = [ccache] + argv
     return log.run(argv, cwd=cwd or native.compile_directory, env=ccache_env(), timeout=timeout)

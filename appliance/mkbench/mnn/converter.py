@@ -338,8 +338,7 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     (directory / "candidate.cpp").write_text(source)
     compiled = build_module.compile_cpp(
         build, Path("candidate.cpp"), Path("candidate.o"), log,
-        extra=[f"-iquote{build.tree / ONNXEXTRA_DIR}", "-fdiagnostics-parseable-fixits"], cwd=directory,
-        timeout=CANDIDATE_COMPILE_SECONDS,
+        extra=[f"-iquote{build.tree / ONNXEXTRA_DIR}"], cwd=directory, timeout=CANDIDATE_COMPILE_SECONDS,
     )
     output = (compiled.stdout + compiled.stderr).rstrip()
     if compiled.returncode != 0:

@@ -377,9 +377,7 @@ def _build_candidate_locked(
 
     compiled = build_module.compile_cpp(
         native, Path("candidate.cpp"), Path("candidate.o"), log,
-        # Fix-its in the log (fix-it:"candidate.cpp":{l:c-l:c}:"text") are what MoKA's compiler fixes apply.
-        extra=[f"-iquote{native.tree / 'source' / 'backend' / 'cpu'}", "-fdiagnostics-parseable-fixits"], cwd=directory,
-        timeout=CANDIDATE_COMPILE_SECONDS,
+        extra=[f"-iquote{native.tree / 'source' / 'backend' / 'cpu'}"], cwd=directory, timeout=CANDIDATE_COMPILE_SECONDS,
     )
     output = (compiled.stdout + compiled.stderr).rstrip()
     if compiled.returncode != 0:
