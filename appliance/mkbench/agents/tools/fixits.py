@@ -107,9 +107,11 @@ def fix(candidate, log: str | None, mode):
     """(the fixed candidate, a line per edit): the fix-its of a failed build applied to the model's
     code (`candidate.region` says where it sits in a scaffold) and handed to `mode` as an answer, so
     scaffolded code is linted and spliced again; (None, []) when no fix-it falls in the model's code."""
-    if not candidate.code:
+    if not candidate.code or not candidate.source:
         return None, []
-    code = candidate.code.strip("\n") if candidate.region else candidate.code
+    code = candidate.code
+    if candidate.region:  # the model's lines exactly as the compiler numbered them
+        code = "\n".join(candidate.source.splitlines()[candidate.region[0] - 1:candidate.region[1]])
     fixed, applied = apply(code, parse(log), candidate.region)
     if not applied:
         return None, []
