@@ -17,23 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from mkbench import settings as settings_module
 from mkbench import store
 from mkbench.agents import Budget, make_generator
+from mkbench.agents.attempt import run_attempt
 from mkbench.devices import get_device
 from mkbench.llm.chat import Chat, Generation, Recorder
 from mkbench.llm.replay import ReplayBackend, ReplayMiss
 from mkbench.tasks import get_task
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agents"
-
-
-def test_settings() -> settings_module.Settings:
-    """This test's settings: conftest gives it a fresh MKBENCH_HOME and the shared MNN build cache."""
-    return settings_module.load()
-
-
-test_settings.__test__ = False  # a helper, not a test
 
 
 def role_of(prompt: str) -> str:
@@ -81,21 +73,29 @@ class ScriptedReplay(ReplayBackend):
 
 
 @pytest.fixture
-def db(mkbench_home):
-    return store.open_db(settings_module.load().db_path)
+def db(settings):
+    return store.open_db(settings.db_path)
 
 
 def never_judge(*args, **kwargs):
     raise AssertionError("this path must not reach the judge")
 
 
-def solve(generator: str, mode: str, task: str, script, db, budget: Budget, judge=None, **options):
-    backend = script if isinstance(script, ReplayBackend) else ScriptedReplay(load_script(script))
-    chat = Chat(backend, Recorder(db))
-    kwargs = {"judge": judge} if judge else {"settings": test_settings()}
-    made = make_generator(generator, mode, worker="agents-test", **kwargs, **options)
-    task = get_task(task) if isinstance(task, str) else task
-    return made.solve(task, get_device("host"), chat, budget, db, "test-run"), backend
+@pytest.fixture
+def solve(settings):
+    """solve(generator, mode, task, script, db, budget, judge=None, **options) -> (result, backend):
+    one attempt, begun and ended as a run does it (agents.attempt.run_attempt), on the host."""
+
+    def run(generator: str, mode: str, task, script, db, budget: Budget, judge=None, **options):
+        backend = script if isinstance(script, ReplayBackend) else ScriptedReplay(load_script(script))
+        chat = Chat(backend, Recorder(db))
+        made = make_generator(generator, mode, worker="agents-test", settings=settings, judge=judge, **options)
+        task = get_task(task) if isinstance(task, str) else task
+        _, result, error = run_attempt(made, task, get_device("host", settings), chat, budget, db, "test-run")
+        assert result is not None, error
+        return result, backend
+
+    return run
 
 
 def steps(db, attempt_id: int) -> list[dict]:
@@ -106,7 +106,7 @@ def steps(db, attempt_id: int) -> list[dict]:
 # ---------------------------------------------------------------- no judge needed
 
 
-def test_lint_rejection_and_budget_exhaustion(db):
+def test_lint_rejection_and_budget_exhaustion(db, solve):
     """A rejected sample is a failed compile that never reaches the compiler; the Debugger sees the
     reason; the run stops cleanly when its calls are spent."""
     result, backend = solve("moka", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(calls=2, rounds=5),
@@ -127,7 +127,7 @@ def test_lint_rejection_and_budget_exhaustion(db):
     assert [c[0] for c in calls] == ["coder", "debugger"]
 
 
-def test_ablations_change_what_the_debugger_gets(db):
+def test_ablations_change_what_the_debugger_gets(db, solve):
     result, backend = solve("moka-no-tree-no-errors", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(calls=2),
                             judge=never_judge, best_of=1)
     assert result.generator == "moka-no-tree-no-errors"
@@ -144,14 +144,14 @@ def with_targets(name: str, *targets):
     return replace(task, mnn=replace(task.mnn, kind="cpu-execution", targets=tuple(targets)))
 
 
-def test_a_task_the_scaffold_cannot_frame(db):
+def test_a_task_the_scaffold_cannot_frame(db, solve):
     task = with_targets("Abs", ("UnaryOp", "ABS"), ("Select", None))
     result, backend = solve("moka", "scaffolded", task, "lint_budget.jsonl", db, Budget(), judge=never_judge)
     assert result.stopped_by == "unsupported" and result.llm_calls == 0 and not backend.requests
     assert "several op types" in steps(db, result.attempt_id)[0]["error"]
 
 
-def test_one_shot_lint_rejection_is_recorded(db):
+def test_one_shot_lint_rejection_is_recorded(db, solve):
     result, _ = solve("one-shot", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(), judge=never_judge)
     assert result.best.verdict == "compile-error" and result.best.evaluation_id is None
     assert result.stopped_by == "samples"
@@ -161,7 +161,7 @@ def test_one_shot_lint_rejection_is_recorded(db):
 
 
 @pytest.mark.slow
-def test_compile_error_repaired_with_a_repository_lookup(db):
+def test_compile_error_repaired_with_a_repository_lookup(db, solve):
     """Whole-file MoKA: a hallucinated Tensor method fails to build; the Error Extractor marks it
     cross-file with MNN's real members; the Debugger asks the tree for Tensor::elementSize; the
     Coder gets its declaration and the kernel builds and is correct. Then the attempt is replayed
@@ -199,7 +199,7 @@ def test_compile_error_repaired_with_a_repository_lookup(db):
 
 
 @pytest.mark.slow
-def test_wrong_answer_repaired(db):
+def test_wrong_answer_repaired(db, solve):
     """Scaffolded MoKA: functions that copy instead of taking |x| are wrong; the Debugger gets the
     Model Parser's mismatch and the Coder's repair is correct."""
     result, backend = solve("moka", "scaffolded", "Abs", "moka_scaffolded_wrong.jsonl", db, Budget(rounds=1), best_of=1)
@@ -215,7 +215,7 @@ def test_wrong_answer_repaired(db):
 @pytest.mark.parametrize("mode, fixture, right, wrong, edit", [
     ("whole-file", "whole_file/abs_element_size.cpp", "elementSize()", "elementsize()", "line 11: 'elementSize'"),
     ("scaffolded", "functions/Abs.cpp", "std::fabs", "std::fab", "line 3: 'fabs'")])
-def test_compiler_fixits_repair_a_misspelling_without_the_debugger(db, mode, fixture, right, wrong, edit):
+def test_compiler_fixits_repair_a_misspelling_without_the_debugger(db, mode, fixture, right, wrong, edit, solve):
     """A correct kernel with a name misspelt ("did you mean ‘elementSize’?"): MoKA applies the
     compiler's fix-it to the model's code and the judge finds it correct; no planner is asked.
     Without fix-its the failed build is all there is in a budget of no rounds."""
@@ -231,7 +231,7 @@ def test_compiler_fixits_repair_a_misspelling_without_the_debugger(db, mode, fix
 
 
 @pytest.mark.slow
-def test_accelerator_keeps_the_faster_correct_kernel(db):
+def test_accelerator_keeps_the_faster_correct_kernel(db, solve):
     """A slow correct draft, a faster correct version, then a 'faster' wrong one: the best stays the
     faster correct kernel, the next round starts from it, and a repeated method is asked again."""
     result, backend = solve("moka", "scaffolded", "Abs", "moka_accelerator.jsonl", db, Budget(rounds=3), best_of=1)
@@ -253,7 +253,7 @@ def test_accelerator_keeps_the_faster_correct_kernel(db):
 
 
 @pytest.mark.slow
-def test_one_shot_and_pass_at_k_in_both_modes(db):
+def test_one_shot_and_pass_at_k_in_both_modes(db, solve):
     """The baselines in both modes: what each is shown, and one attempts row per mode."""
     one_whole, backend = solve("one-shot", "whole-file", "Abs", ScriptedReplay(
         {"coder": [f"```cpp\n{(FIXTURES / 'whole_file' / 'abs_element_size.cpp').read_text()}```"]}), db, Budget())
@@ -273,7 +273,7 @@ def test_one_shot_and_pass_at_k_in_both_modes(db):
     assert rows == [("one-shot", "whole-file"), ("one-shot", "scaffolded"), ("pass@k", "scaffolded")]
 
 
-def test_a_composite_task_never_shows_mnns_own_rewrite():
+def test_a_composite_task_never_shows_mnns_own_rewrite(settings):
     """A composite's converted graph is what MNN's transform for the operator makes: its native
     implementation. Neither the task block nor the Model Parser shows it; a CPU task's ops are shown."""
     from mkbench.agents import prompts
@@ -284,7 +284,7 @@ def test_a_composite_task_never_shows_mnns_own_rewrite():
     block = prompts.task_block(composite, framework=True)
     assert ", ".join(composite.mnn.converted_ops) not in block and "Reduction:MAXIMUM" not in block
     assert 'OnnxExtraManager::get()->insert("LogSoftmax"' in block
-    view = model_parser.parse(composite)
+    view = model_parser.parse(composite, settings)
     assert view["mnn"] == [] and view["onnx"][0]["op"] == "LogSoftmax"
     assert "MNN " not in model_parser.render(view).replace("the kernel serves", "")
 

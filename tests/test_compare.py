@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mkbench.judge.compare import compare, compare_all
+from mkbench.tasks.compare import compare, compare_all
 from mkbench.tasks.spec import Tolerance
 
 FP32 = Tolerance(1e-4, 1e-4)

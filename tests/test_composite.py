@@ -11,18 +11,10 @@ from __future__ import annotations
 import pytest
 
 from mkbench import settings as settings_module
-from mkbench import store
-from mkbench.devices import get_device
-from mkbench.judge import evaluate as evaluate_module
-from mkbench.mnn import tree as mnn_tree
 from mkbench.tasks import get_task
 
 SOFTPLUS = (settings_module.REPO_ROOT / "mnn" / "examples" / "softplus_composite.cpp").read_text()
 
-try:
-    mnn_tree.locate()
-except Exception as error:  # no tree: nothing here can build
-    pytest.skip(f"MNN tree not found ({error}): set MKBENCH_MNN_SRC", allow_module_level=True)
 
 
 def mutate(old: str, new: str) -> str:
@@ -31,12 +23,9 @@ def mutate(old: str, new: str) -> str:
 
 
 @pytest.fixture()
-def judge(monkeypatch):
-    monkeypatch.setattr(evaluate_module, "MIN_RUN_TIMEOUT", 15.0)
-    db = store.open_db(settings_module.load().db_path)
-
-    def run(source: str, device: str = "host"):
-        return evaluate_module.evaluate(get_task("Softplus_2d"), source, get_device(device), db=db)
+def judge(judge):  # the Softplus_2d task, on the host unless a test names another device
+    def run(source: str, device: str = "host", task="Softplus_2d"):
+        return judge(source, task, device)
 
     return run
 
@@ -95,26 +84,25 @@ def test_arm64_under_qemu_judges_correctness_only(judge):
 
 
 @pytest.mark.slow
-def test_a_transform_the_converter_never_asks_for_is_not_exercised(monkeypatch):
+def test_a_transform_the_converter_never_asks_for_is_not_exercised(judge):
     """MNN's converter turns ONNX Abs straight into a UnaryOp: a transform registered for it never runs."""
     from dataclasses import replace
 
     from mkbench.tasks.spec import MnnTarget
 
-    monkeypatch.setattr(evaluate_module, "MIN_RUN_TIMEOUT", 15.0)
     task = get_task("Abs")
     task = replace(task, mnn=MnnTarget("composite", (("Abs", None),), task.mnn.converted_ops, {}))
     source = SOFTPLUS.replace('insert("Softplus",', 'insert("Abs",').replace("MkExampleSoftplusTransform", "MkAbsTransform")
-    verdict = evaluate_module.evaluate(task, source, get_device("host"))
+    verdict = judge(source, task=task)
     assert verdict.verdict == "not-exercised", verdict.reason
     assert "never asked the candidate's transform for Abs" in verdict.reason
 
 
 @pytest.mark.slow
-def test_validation_measures_whether_the_converter_asks_for_a_transform():
+def test_validation_measures_whether_the_converter_asks_for_a_transform(mnn_settings):
     """A probe transform shows it: Softplus reaches the converter's transform, Abs never does."""
-    from mkbench.judge import support
+    from mkbench.kinds.composite import converter_asks
 
-    assert support.converter_asks(get_task("Softplus_2d"), "Softplus") == (True, "")
-    asked, reason = support.converter_asks(get_task("Abs"), "Abs")
+    assert converter_asks(get_task("Softplus_2d"), "Softplus", mnn_settings) == (True, "")
+    asked, reason = converter_asks(get_task("Abs"), "Abs", mnn_settings)
     assert not asked and "never hands Abs to a transform" in reason

@@ -55,9 +55,9 @@ def compile_program(folder: Path, compiler: str, name: str) -> Path:
 
 
 @pytest.fixture()
-def home(mkbench_home):
-    """This test's MKBENCH_HOME (conftest makes one per test)."""
-    return mkbench_home
+def home(settings):
+    """This test's settings (conftest makes a MKBENCH_HOME per test)."""
+    return settings
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +72,11 @@ def arm64_program(tmp_path_factory) -> Path:
 
 # ---------------------------------------------------------------- host
 def test_host_device_runs_and_reports_outcomes(home, host_program):
-    device = get_device("host")
+    device = get_device("host", home)
     assert isinstance(device, Device)
     assert (device.serial, device.abi, device.emulated) == ("host", "x86_64", False)
     work = device.workdir("run-a")
-    assert Path(work).is_dir() and Path(work).is_relative_to(home)
+    assert Path(work).is_dir() and Path(work).is_relative_to(home.home)
     device.push(host_program, f"{work}/program")
 
     result = device.run(["./program", "hello", "a b", "7"], cwd=work, timeout=20)
@@ -90,7 +90,7 @@ def test_host_device_runs_and_reports_outcomes(home, host_program):
 
 
 def test_host_push_skips_unchanged_and_pull_copies(home, tmp_path, host_program):
-    device = get_device("host")
+    device = get_device("host", home)
     work = device.workdir("run-b")
     inputs = tmp_path / "inputs"
     (inputs / "deep").mkdir(parents=True)
@@ -118,7 +118,7 @@ def test_host_push_skips_unchanged_and_pull_copies(home, tmp_path, host_program)
 
 
 def test_host_fingerprint_and_state(home):
-    device = get_device("host")
+    device = get_device("host", home)
     fp = device.fingerprint()
     json.dumps(fp)
     assert fp["serial"] == "host" and fp["abi"] == "x86_64" and fp["emulated"] is False
@@ -132,7 +132,7 @@ def test_host_fingerprint_and_state(home):
 def test_qemu_device_runs_arm64_binaries(home, arm64_program):
     if shutil.which("qemu-aarch64-static") is None:
         pytest.skip("qemu-aarch64-static is not installed")
-    device = get_device("qemu-arm64")
+    device = get_device("qemu-arm64", home)
     assert (device.abi, device.emulated) == ("arm64-v8a", True)
     assert device.fingerprint()["emulated"] is True
     work = device.workdir("q")
@@ -148,8 +148,8 @@ def test_qemu_device_runs_arm64_binaries(home, arm64_program):
 
 # ---------------------------------------------------------------- store
 def test_store_device_writes_one_row_per_fingerprint(home):
-    db = store.open_db(home / "mkbench.sqlite")
-    device = get_device("host")
+    db = store.open_db(home.db_path)
+    device = get_device("host", home)
     first = store_device(db, device)
     second = store_device(db, device)
     assert first == second and len(first) == 64

@@ -318,11 +318,11 @@ def test_device_lost_mid_run(env, adb_server, program, tmp_path):
         adbutils.AdbClient(port=adb_server.port).disconnect(f"127.0.0.1:{port}")
 
 
-def test_survey_list_and_names(device, emulator, adb_server, monkeypatch):
-    reports = {r.name: r for r in survey()}
+def test_survey_list_and_names(device, emulator, adb_server, monkeypatch, settings):
+    reports = {r.name: r for r in survey(settings)}
     assert {"host", emulator.serial} <= set(reports)
     assert reports[emulator.serial].fingerprint["emulated"] is True
-    assert emulator.serial in [d.serial for d in list_devices()]
+    assert emulator.serial in [d.serial for d in list_devices(settings)]
     on_server = get_device(f"{emulator.serial}@127.0.0.1:{adb_server.port}")
     assert on_server.fingerprint()["model"] == device.fingerprint()["model"]
     with pytest.raises(DeviceNotFound):
@@ -365,19 +365,14 @@ def test_cli_devices_and_emulator_commands(device, emulator, adb_server):
     assert serials.get(f"127.0.0.1:{port}") != "device"
 
 
-def test_a_whole_task_evaluation_through_adb(device, emulator):
+def test_a_whole_task_evaluation_through_adb(device, emulator, mnn_settings):
     """The judge drives the emulator through the real adb server: push, run under qemu, pull."""
     from mkbench.judge.evaluate import evaluate
-    from mkbench.mnn import tree as mnn_tree
     from mkbench.tasks import get_task
 
-    try:
-        mnn_tree.locate()
-    except Exception as error:
-        pytest.skip(f"MNN tree not found ({error}): set MKBENCH_MNN_SRC")
     source = (settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp").read_text()
-    verdict = evaluate(get_task("Abs"), source, device)
+    verdict = evaluate(get_task("Abs"), source, device, mnn_settings)
     assert verdict.verdict == "correct", verdict.reason
     assert not verdict.timing_reportable and verdict.speedup is None  # emulated: never reported
     broken = source.replace("std::fabs(src[i])", "src[i]")
-    assert evaluate(get_task("Abs"), broken, device).verdict == "wrong-values"
+    assert evaluate(get_task("Abs"), broken, device, mnn_settings).verdict == "wrong-values"

@@ -7,21 +7,16 @@ from pathlib import Path
 
 import pytest
 from mkbench.agents.tools import errors
-from mkbench.agents.tools.scaffold import scaffold_for
+from mkbench.kinds import kind_of
 from mkbench.agents.tools.tree import TreeIndex
-from mkbench.mnn import tree as mnn_tree
 from mkbench.tasks import get_task
 
 LOGS = Path(__file__).parent / "fixtures" / "agents" / "logs"
 
 
 @pytest.fixture(scope="module")
-def index() -> TreeIndex:
-    try:
-        root = mnn_tree.locate()
-    except mnn_tree.TreeError as error:
-        pytest.skip(f"MNN tree not found: {error}")
-    return TreeIndex.build(root).for_targets([("UnaryOp", "ABS")])
+def index(mnn_root) -> TreeIndex:
+    return TreeIndex.build(mnn_root).for_targets([("UnaryOp", "ABS")])
 
 
 def log(name: str, index: TreeIndex) -> str:
@@ -69,8 +64,9 @@ def test_without_the_tree_nothing_is_resolved(index):
     assert report.crossfile_error and not any("mnn_source" in e for e in report.crossfile_error)
 
 
-def test_scaffolded_lines_count_from_the_model_code(index):
-    scaffold = scaffold_for(get_task("Abs"))
+def test_scaffolded_lines_count_from_the_model_code(index, settings):
+    task = get_task("Abs")
+    scaffold = kind_of(task).scaffold(task, settings)
     code = (LOGS / "scaffolded_code.cpp").read_text()
     source, region = scaffold.splice(code)
     report = errors.extract(log("scaffolded.log", index), source, index, region)
@@ -81,8 +77,9 @@ def test_scaffolded_lines_count_from_the_model_code(index):
     assert "undefined_scale" in report.render(first_only=True)
 
 
-def test_an_error_in_the_scaffold_points_at_the_model_code(index):
-    scaffold = scaffold_for(get_task("Abs"))
+def test_an_error_in_the_scaffold_points_at_the_model_code(index, settings):
+    task = get_task("Abs")
+    scaffold = kind_of(task).scaffold(task, settings)
     source, region = scaffold.splice((LOGS / "scaffold_call_code.cpp").read_text())
     first = errors.extract(log("scaffold_call.log", index), source, index, region).first()
     assert first["file"] == "scaffold" and "mk_unary_abs(x, y, n)" in first["context"]
@@ -102,14 +99,13 @@ def test_missing_header_and_judge_findings(index):
 
 
 @pytest.mark.slow
-def test_a_live_compile(index):
+def test_a_live_compile(index, mnn_settings):
     """A candidate compiled now, with MNN's own flags, gives what the recorded logs give."""
+    from mkbench.kinds.cpu_execution import REGISTRATION
     from mkbench.mnn import inject
-    from test_agents import test_settings
 
-    settings = test_settings()
     source = (LOGS / "whole_file_candidate.cpp").read_text()
-    built = inject.build_candidate(source, [("UnaryOp", "ABS")], "host", "errors-test", settings)
+    built = inject.build_candidate(source, [("UnaryOp", "ABS")], "host", "errors-test", mnn_settings, REGISTRATION)
     assert not built.ok
     report = errors.extract(built.compiler_output, source, index)
     assert any("elementCount" in e["message"] for e in report.crossfile_error)

@@ -17,7 +17,8 @@ import pytest
 
 from mkbench import settings as settings_module
 from mkbench import store
-from mkbench.mnn.convert import convert
+from mkbench.mnn.conversion import convert
+from mkbench.kinds.cpu_execution import REGISTRATION as CPU
 from mkbench.mnn import build, inject, tree
 
 pytestmark = pytest.mark.slow
@@ -28,11 +29,11 @@ SHAPE = (2, 3, 4, 5)
 
 
 @pytest.fixture
-def native_host(test_settings) -> build.NativeBuild:
-    return build.build_native("host", test_settings)
+def native_host(mnn_settings) -> build.NativeBuild:
+    return build.build_native("host", mnn_settings)
 
 
-def make_model(directory: Path) -> Path:
+def make_model(directory: Path, settings) -> Path:
     """x → Abs → Exp → y, and x → Neg → z: one ABS to judge, two other unary types stay native."""
     import onnx
     from onnx import TensorProto, helper
@@ -49,13 +50,13 @@ def make_model(directory: Path) -> Path:
     model.ir_version = 8
     onnx_path, mnn_path = directory / "absexp.onnx", directory / "absexp.mnn"
     onnx.save(model, onnx_path)
-    convert(onnx_path, mnn_path)  # the judge's own converter call (child process, never MNN.tools)
+    convert(onnx_path, mnn_path, settings)  # the judge's own converter call (child process, never MNN.tools)
     return mnn_path
 
 
 @pytest.fixture(scope="session")
-def model(tmp_path_factory) -> Path:
-    return make_model(tmp_path_factory.mktemp("model"))
+def model(tmp_path_factory, session_settings) -> Path:
+    return make_model(tmp_path_factory.mktemp("model"), session_settings)
 
 
 @pytest.fixture(scope="session")
@@ -141,8 +142,8 @@ def test_runner_rejects_a_bad_model(native_host, inputs, tmp_path):
 # ---------------------------------------------------------------- candidates
 
 
-def test_abs_candidate_serves_abs_only(test_settings, model, inputs, tmp_path):
-    built = inject.build_candidate(EXAMPLE.read_text(), ABS, "host", "test-abs", test_settings)
+def test_abs_candidate_serves_abs_only(mnn_settings, model, inputs, tmp_path):
+    built = inject.build_candidate(EXAMPLE.read_text(), ABS, "host", "test-abs", mnn_settings, CPU)
     assert built.ok, built.compiler_output
     assert built.registrations == ("MkExampleAbsCreator/OpType_UnaryOp",)
     assert built.candidate_classes and built.native_references == ()
@@ -155,23 +156,23 @@ def test_abs_candidate_serves_abs_only(test_settings, model, inputs, tmp_path):
     assert served["ABS"]["execution_class"] == "MNN::MkExampleAbs"
     assert served["EXP"]["served"] == served["NEG"]["served"] == "native"
     assert served["EXP"]["execution_class"] == "MNN::CPUUnary"
-    db = store.open_db(test_settings.db_path)
+    db = store.open_db(mnn_settings.db_path)
     row = db.conn.execute("SELECT what, ok, log FROM builds WHERE id = ?", (built.build_id,)).fetchone()
     assert row[0] == "candidate" and row[1] == 1 and "candidate.cpp" in row[2]
 
 
-def test_compile_error_is_ok_false_with_the_message(test_settings):
+def test_compile_error_is_ok_false_with_the_message(mnn_settings):
     broken = EXAMPLE.read_text().replace("return NO_ERROR;", "return NO_ERROR", 1)
-    built = inject.build_candidate(broken, ABS, "host", "test-broken", test_settings)
+    built = inject.build_candidate(broken, ABS, "host", "test-broken", mnn_settings, CPU)
     assert not built.ok and built.runner is None
     assert "candidate.cpp:" in built.compiler_output and "error" in built.compiler_output
     assert built.reason.startswith("compile error:")
 
 
-def test_failed_build_leaves_no_stale_runner(test_settings):
-    good = inject.build_candidate(EXAMPLE.read_text(), ABS, "host", "test-stale", test_settings)
+def test_failed_build_leaves_no_stale_runner(mnn_settings):
+    good = inject.build_candidate(EXAMPLE.read_text(), ABS, "host", "test-stale", mnn_settings, CPU)
     assert good.ok and good.runner.is_file()
-    bad = inject.build_candidate("this is not C++", ABS, "host", "test-stale", test_settings)
+    bad = inject.build_candidate("this is not C++", ABS, "host", "test-stale", mnn_settings, CPU)
     assert not bad.ok and not good.runner.exists()
 
 
@@ -192,8 +193,8 @@ REGISTER_CPU_OP_CREATOR(LazyAbsCreator, OpType_UnaryOp);
 """
 
 
-def test_delegation_to_the_native_execution_is_flagged(test_settings, model, inputs, tmp_path):
-    built = inject.build_candidate(DELEGATING, ABS, "host", "test-delegate", test_settings)
+def test_delegation_to_the_native_execution_is_flagged(mnn_settings, model, inputs, tmp_path):
+    built = inject.build_candidate(DELEGATING, ABS, "host", "test-delegate", mnn_settings, CPU)
     assert built.ok, built.compiler_output
     assert any("CPUUnary" in ref for ref in built.native_references)
     result = run_runner(built.runner, model, inputs[0], tmp_path)
@@ -204,21 +205,21 @@ def test_delegation_to_the_native_execution_is_flagged(test_settings, model, inp
     assert abs_record["class_defined_in"] == "native" and abs_record["execution_class"] == "MNN::CPUUnary"
 
 
-def test_core_function_selectors_are_flagged_but_not_mentions(test_settings):
+def test_core_function_selectors_are_flagged_but_not_mentions(mnn_settings):
     selecting = EXAMPLE.read_text().replace(
         "dst[i] = std::fabs(src[i]);",
         "dst[i] = std::fabs(src[i]);  // not MNNSelectBinaryFunctionForFloat\n"
         "            (void)cpu->functions()->MNNSelectUnaryFunctionForFloat;",
     ).replace('#include "core/Execution.hpp"', '#include "core/Execution.hpp"\n#include "compute/CommonOptFunction.h"')
-    built = inject.build_candidate(selecting, ABS, "host", "test-selector", test_settings)
+    built = inject.build_candidate(selecting, ABS, "host", "test-selector", mnn_settings, CPU)
     assert built.ok, built.compiler_output
     assert built.native_references == ("MNNSelectUnaryFunctionForFloat (source)",)
 
 
-def test_outputs_are_poisoned_before_each_check(test_settings, model, inputs, tmp_path):
+def test_outputs_are_poisoned_before_each_check(mnn_settings, model, inputs, tmp_path):
     # A candidate for NEG that writes nothing: z (a model output) must read back as the poison.
     lazy = EXAMPLE.read_text().replace("dst[i] = std::fabs(src[i]);", "(void)src; (void)dst;")
-    built = inject.build_candidate(lazy, [("UnaryOp", "NEG")], "host", "test-lazy", test_settings)
+    built = inject.build_candidate(lazy, [("UnaryOp", "NEG")], "host", "test-lazy", mnn_settings, CPU)
     assert built.ok, built.compiler_output
     result = run_runner(built.runner, model, inputs[0], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -228,30 +229,30 @@ def test_outputs_are_poisoned_before_each_check(test_settings, model, inputs, tm
             np.testing.assert_allclose(np.load(tmp_path / f"check{i}" / "y.npy"), np.exp(np.abs(x)), rtol=1e-4)
 
 
-def test_a_candidate_returning_nullptr_fails_the_run_clearly(test_settings, model, inputs, tmp_path):
+def test_a_candidate_returning_nullptr_fails_the_run_clearly(mnn_settings, model, inputs, tmp_path):
     refusing = EXAMPLE.read_text().replace("return new MkExampleAbs(backend);", "return nullptr;")
-    built = inject.build_candidate(refusing, ABS, "host", "test-nullptr", test_settings)
+    built = inject.build_candidate(refusing, ABS, "host", "test-nullptr", mnn_settings, CPU)
     assert built.ok, built.compiler_output
     result = run_runner(built.runner, model, inputs[0], tmp_path)
     assert result.returncode != 0 and "candidate creator returned no execution for op 'a'" in result.stderr
 
 
-def test_threads_left_behind_are_counted(test_settings, model, inputs, tmp_path):
+def test_threads_left_behind_are_counted(mnn_settings, model, inputs, tmp_path):
     spawning = EXAMPLE.read_text().replace(
         '#include <cmath>', '#include <cmath>\n#include <thread>\n#include <chrono>'
     ).replace(
         "const int size =",
         "std::thread([] { std::this_thread::sleep_for(std::chrono::seconds(30)); }).detach();\n        const int size =",
     )
-    built = inject.build_candidate(spawning, ABS, "host", "test-threads", test_settings)
+    built = inject.build_candidate(spawning, ABS, "host", "test-threads", mnn_settings, CPU)
     assert built.ok, built.compiler_output
     assert run_runner(built.runner, model, inputs[0], tmp_path).returncode == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["threads_after"] > report["threads_before"]
 
 
-def test_several_sub_types_of_one_op_type_go_to_the_candidate(test_settings, model, inputs, tmp_path):
-    built = inject.build_candidate(EXAMPLE.read_text(), [("UnaryOp", "ABS"), ("UnaryOp", "NEG")], "host", "test-two", test_settings)
+def test_several_sub_types_of_one_op_type_go_to_the_candidate(mnn_settings, model, inputs, tmp_path):
+    built = inject.build_candidate(EXAMPLE.read_text(), [("UnaryOp", "ABS"), ("UnaryOp", "NEG")], "host", "test-two", mnn_settings, CPU)
     assert built.ok, built.compiler_output
     assert run_runner(built.runner, model, inputs[0], tmp_path).returncode == 0
     served = served_by_sub_type(json.loads((tmp_path / "report.json").read_text()))
@@ -260,31 +261,31 @@ def test_several_sub_types_of_one_op_type_go_to_the_candidate(test_settings, mod
     np.testing.assert_array_equal(np.load(tmp_path / "check0" / "z.npy"), np.abs(inputs[1][0]))  # |x|: the candidate ran
 
 
-def test_registration_must_cover_the_targets(test_settings):
-    built = inject.build_candidate(EXAMPLE.read_text(), [("UnaryOp", "ABS"), ("Reduction", "SUM")], "host", "test-targets", test_settings)
+def test_registration_must_cover_the_targets(mnn_settings):
+    built = inject.build_candidate(EXAMPLE.read_text(), [("UnaryOp", "ABS"), ("Reduction", "SUM")], "host", "test-targets", mnn_settings, CPU)
     assert not built.ok and "OpType_Reduction" in built.reason
-    wrong = inject.build_candidate(EXAMPLE.read_text(), [("BinaryOp", "ADD")], "host", "test-targets", test_settings)
+    wrong = inject.build_candidate(EXAMPLE.read_text(), [("BinaryOp", "ADD")], "host", "test-targets", mnn_settings, CPU)
     assert not wrong.ok and "OpType_UnaryOp" in wrong.reason
 
 
-def test_unknown_targets_are_a_harness_error(test_settings):
+def test_unknown_targets_are_a_harness_error(mnn_settings):
     with pytest.raises(ValueError, match="NOTATYPE"):
-        inject.check_targets([("NOTATYPE", None)], tree.open_tree(test_settings).path)
+        inject.check_targets([("NOTATYPE", None)], tree.open_tree(mnn_settings).path)
     with pytest.raises(ValueError, match="SQRTT"):
-        inject.check_targets([("UnaryOp", "SQRTT")], tree.open_tree(test_settings).path)
-    assert inject.check_targets([("OpType_UnaryOp", "UnaryOpOperation_ABS")], tree.open_tree(test_settings).path) == (("UnaryOp", "ABS"),)
+        inject.check_targets([("UnaryOp", "SQRTT")], tree.open_tree(mnn_settings).path)
+    assert inject.check_targets([("OpType_UnaryOp", "UnaryOpOperation_ABS")], tree.open_tree(mnn_settings).path) == (("UnaryOp", "ABS"),)
 
 
-def test_arm64_candidate_runs_under_qemu(test_settings, model, inputs, tmp_path):
+def test_arm64_candidate_runs_under_qemu(mnn_settings, model, inputs, tmp_path):
     import shutil
 
     if shutil.which("qemu-aarch64-static") is None:
         pytest.skip("qemu-aarch64-static not installed: apt-get install qemu-user-static")
-    if test_settings.ndk_home is not None:
+    if mnn_settings.ndk_home is not None:
         pytest.skip("ANDROID_NDK_HOME is set: the arm64 runner is an Android binary, not runnable here")
-    built = inject.build_candidate(EXAMPLE.read_text(), ABS, "arm64", "test-arm64", test_settings)
+    built = inject.build_candidate(EXAMPLE.read_text(), ABS, "arm64", "test-arm64", mnn_settings, CPU)
     assert built.ok, built.compiler_output
-    native = build.build_native("arm64", test_settings)
+    native = build.build_native("arm64", mnn_settings)
     result = run_runner(built.runner, model, inputs[0], tmp_path, prefix=native.run_prefix)
     assert result.returncode == 0, result.stderr
     check_outputs(tmp_path, inputs[1])

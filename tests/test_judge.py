@@ -11,19 +11,11 @@ from pathlib import Path
 import pytest
 
 from mkbench import settings as settings_module
-from mkbench import store
-from mkbench.devices import get_device
-from mkbench.judge import evaluate as evaluate_module
-from mkbench.mnn import tree as mnn_tree
 from mkbench.tasks import get_task
 
 ABS = (settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp").read_text()
 LOOP = "            for (int i = begin; i < end; ++i) {\n                dst[i] = std::fabs(src[i]);\n            }"
 
-try:
-    mnn_tree.locate()
-except Exception as error:  # no tree: nothing here can build
-    pytest.skip(f"MNN tree not found ({error}): set MKBENCH_MNN_SRC", allow_module_level=True)
 
 
 def mutate(old: str, new: str) -> str:
@@ -32,19 +24,11 @@ def mutate(old: str, new: str) -> str:
 
 
 @pytest.fixture()
-def host():  # per test: a device made before conftest's MKBENCH_HOME would work in the user's own home
-    return get_device("host")
-
-
-@pytest.fixture()
-def judge(host, monkeypatch):
-    monkeypatch.setattr(evaluate_module, "MIN_RUN_TIMEOUT", 15.0)
-    db = store.open_db(settings_module.load().db_path)
-
+def judge(judge):  # Abs unless a test names another task
     def run(source: str, task: str = "Abs"):
-        return evaluate_module.evaluate(get_task(task), source, host, db=db)
+        return judge(source, task)
 
-    run.db = db
+    run.db = judge.db
     return run
 
 
@@ -149,13 +133,12 @@ def test_broadcast_binary_task_exercises_the_kernel_with_the_recorded_hint(judge
 
 
 @pytest.mark.slow
-def test_without_the_hint_mnn_never_asks_the_kernel(host, monkeypatch):
+def test_without_the_hint_mnn_never_asks_the_kernel(judge):
     from dataclasses import replace
 
-    monkeypatch.setattr(evaluate_module, "MIN_RUN_TIMEOUT", 15.0)
     task = get_task("Add")
     bare = replace(task, mnn=replace(task.mnn, hints={}))
-    verdict = evaluate_module.evaluate(bare, BINARY_ADD, host)
+    verdict = judge(BINARY_ADD, bare)
     assert verdict.verdict == "not-exercised", verdict.reason
 
 

@@ -80,13 +80,6 @@ def test_bound_chats_attach_calls_to_an_attempt_and_role(db, backend):
     assert rows == [(7, "coder", 0.3), (7, "repairer", 0.0)]
 
 
-def test_the_default_recorder_writes_to_the_settings_database(tmp_path, monkeypatch, backend):
-    monkeypatch.setenv("MKBENCH_HOME", str(tmp_path))
-    Chat(backend)(TASK)
-    db = store.open_db(tmp_path / "mkbench.sqlite")
-    assert db.execute("SELECT count(*) FROM llm_calls").fetchone()[0] == 1
-
-
 def test_bad_calls_are_refused_before_the_backend(db, backend):
     chat = Chat(backend, Recorder(db))
     with pytest.raises(ValueError, match="at least one message"):

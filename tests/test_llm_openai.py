@@ -96,13 +96,13 @@ def test_a_json_schema_becomes_the_response_format(server, db):
     assert server.requests[-1][1]["response_format"] == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
 
-def test_configuration_chooses_the_server(server, db):
-    backend = open_backend(f"openai:{url(server)}/v1?model=big-coder&context_length=32768")
+def test_configuration_chooses_the_server(server, db, settings):
+    backend = open_backend(f"openai:{url(server)}/v1?model=big-coder&context_length=32768", settings)
     assert (backend.name, backend.model, backend.context_length) == ("openai", "big-coder", 32768)
     Chat(backend, Recorder(db))([Message("user", "hi")])
     assert server.requests[-1][1]["model"] == "big-coder"
     with pytest.raises(LLMError, match="has no option n_ctx"):
-        open_backend(f"openai:{url(server)}?n_ctx=5")
+        open_backend(f"openai:{url(server)}?n_ctx=5", settings)
 
 
 def test_a_prompt_over_the_context_fails_or_trims_old_turns(server, db):

@@ -30,7 +30,7 @@ def test_an_answer_for_the_seed_wins_over_one_for_any_seed(tmp_path):
         chat([Message("user", "other")])
 
 
-def test_a_recording_written_from_calls_replays_them(tmp_path):
+def test_a_recording_written_from_calls_replays_them(tmp_path, settings):
     db = store.open_db(tmp_path / "db.sqlite")
     original = Chat(ReplayBackend([ReplayEntry(prompt_hash(TASK), "```cpp\nfloat s;\n```", seed=1)]), Recorder(db))
     first = original(TASK, seed=1)
@@ -40,7 +40,7 @@ def test_a_recording_written_from_calls_replays_them(tmp_path):
     line = json.loads(recording.read_text())
     assert line["messages"] == [m.to_dict() for m in TASK] and line["seed"] == 1
 
-    replayed = Chat(open_backend(f"replay:{recording}"), Recorder(db))(TASK, seed=1)
+    replayed = Chat(open_backend(f"replay:{recording}", settings), Recorder(db))(TASK, seed=1)
     assert replayed.text == first.text and replayed.code == "float s;\n"
     with pytest.raises(ReplayMiss):
         Chat(ReplayBackend.from_file(recording), Recorder(db))(TASK, seed=2)  # recorded for seed 1 only

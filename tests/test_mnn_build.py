@@ -31,21 +31,21 @@ def test_library_key_follows_tree_toolchain_and_options(monkeypatch):
     assert key != build.library_key(tc, "a" * 64)
 
 
-def test_unknown_target_is_refused():
+def test_unknown_target_is_refused(settings):
     with pytest.raises(ToolchainError, match="unknown target"):
-        toolchain("riscv")
+        toolchain("riscv", settings)
 
 
-def test_status_never_raises_without_a_tree(tmp_path):
-    s = replace(settings_module.load(), home=tmp_path, mnn_src=tmp_path / "nowhere")
+def test_status_never_raises_without_a_tree(tmp_path, settings):
+    s = replace(settings, home=tmp_path, mnn_src=tmp_path / "nowhere")
     rows = build.status(s)
     assert [r.target for r in rows] == list(TARGETS)
     assert not any(r.built for r in rows)
 
 
 @pytest.mark.slow
-def test_host_build_is_complete_and_cached(test_settings):
-    native = build.build_native("host", test_settings)
+def test_host_build_is_complete_and_cached(mnn_settings):
+    native = build.build_native("host", mnn_settings)
     assert native.runner.is_file() and os.access(native.runner, os.X_OK)
     assert native.library.is_file() and native.library_noreg.is_file()
     members = subprocess.run(["ar", "t", native.library_noreg], capture_output=True, text=True).stdout.split()
@@ -54,23 +54,23 @@ def test_host_build_is_complete_and_cached(test_settings):
     assert "-fno-rtti" in native.compile_command  # why the runner names classes from vtables
 
     started = time.monotonic()
-    again = build.build_native("host", test_settings)
+    again = build.build_native("host", mnn_settings)
     assert again == native and time.monotonic() - started < 5
-    status = {r.target: r for r in build.status(test_settings)}
+    status = {r.target: r for r in build.status(mnn_settings)}
     assert status["host"].built and status["host"].directory == native.directory
 
 
 @pytest.mark.slow
-def test_a_new_runner_reuses_the_library_and_is_recorded(test_settings, monkeypatch):
-    native = build.build_native("host", test_settings)
+def test_a_new_runner_reuses_the_library_and_is_recorded(mnn_settings, monkeypatch):
+    native = build.build_native("host", mnn_settings)
     fresh_key = f"test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr(build, "runner_key", lambda: fresh_key)
     try:
         started = time.monotonic()
-        rebuilt = build.build_native("host", test_settings)
+        rebuilt = build.build_native("host", mnn_settings)
         assert time.monotonic() - started < 120  # the runner layer only, not MNN
         assert rebuilt.library == native.library and rebuilt.runner != native.runner and rebuilt.runner.is_file()
-        db = store.open_db(test_settings.db_path)
+        db = store.open_db(mnn_settings.db_path)
         rows = db.conn.execute("SELECT ok, what FROM builds WHERE target = 'host' AND cache_key = ?", (native.key,)).fetchall()
         assert rows == [(1, "native")]
     finally:
@@ -78,8 +78,8 @@ def test_a_new_runner_reuses_the_library_and_is_recorded(test_settings, monkeypa
 
 
 @pytest.mark.slow
-def test_native_runner_refuses_bad_arguments_in_one_line(test_settings):
-    native = build.build_native("host", test_settings)
+def test_native_runner_refuses_bad_arguments_in_one_line(mnn_settings):
+    native = build.build_native("host", mnn_settings)
     result = subprocess.run([native.runner, "--model"], capture_output=True, text=True)
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     result = subprocess.run([native.runner, "--model", "m", "--inputs", "i", "--out", "o", "--warmup", "1",
@@ -88,7 +88,7 @@ def test_native_runner_refuses_bad_arguments_in_one_line(test_settings):
 
 
 @pytest.mark.slow
-def test_arm64_build_is_an_aarch64_binary(test_settings):
-    native = build.build_native("arm64", test_settings)
+def test_arm64_build_is_an_aarch64_binary(mnn_settings):
+    native = build.build_native("arm64", mnn_settings)
     header = native.runner.read_bytes()[:20]
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64

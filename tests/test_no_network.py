@@ -64,15 +64,16 @@ def test_the_probe_sees_a_connect(sandbox, tmp_path):
     assert connects and "192.0.2.1" in connects[0]
 
 
-def test_conversion_makes_no_network_attempt(sandbox, test_settings, tmp_path):
-    from mkbench.mnn import converter
+def test_conversion_makes_no_network_attempt(sandbox, mnn_settings, tmp_path):
+    from mkbench.mnn import converter_build as converter
 
-    converter.build_converter(test_settings)  # outside the sandbox: a first build is not what is tested
+    converter.build_converter(mnn_settings)  # outside the sandbox: a first build is not what is tested
     onnx_path = tmp_path / "task.onnx"
     onnx.save(task_model.build_model(get_task("Softplus_2d")), onnx_path)
-    code = ("import sys\nfrom pathlib import Path\nfrom mkbench.mnn.convert import convert, converted_ops\n"
-            "tool = sys.argv[3] if len(sys.argv) > 3 else None\n"
-            "convert(Path(sys.argv[1]), Path(sys.argv[2]), tool)\nconverted_ops(Path(sys.argv[2]), tool)\n")
+    code = ("import sys\nfrom pathlib import Path\nfrom mkbench import settings\n"
+            "from mkbench.mnn.conversion import convert, converted_ops\n"
+            "tool = sys.argv[3] if len(sys.argv) > 3 else None\ns = settings.load()\n"
+            "convert(Path(sys.argv[1]), Path(sys.argv[2]), s, tool)\nconverted_ops(Path(sys.argv[2]), s, tool)\n")
     for name, extra in (("tree", []), ("wheel", ["wheel"])):
         result, connects = run_offline(python(code, str(onnx_path), str(tmp_path / f"{name}.mnn"), *extra),
                                        tmp_path / f"{name}.trace", 600)
@@ -81,12 +82,13 @@ def test_conversion_makes_no_network_attempt(sandbox, test_settings, tmp_path):
         assert connects == [], f"{name} conversion tried the network: {connects[:3]}"
 
 
-def test_evaluation_makes_no_network_attempt(sandbox, test_settings, tmp_path):
-    from mkbench.mnn import build, converter
+def test_evaluation_makes_no_network_attempt(sandbox, mnn_settings, tmp_path):
+    from mkbench.mnn import build
+    from mkbench.mnn import converter_build as converter
 
     # The builds are shared and slow; make sure they exist before the sandboxed run.
-    build.build_native("host", test_settings)
-    converter.build_converter(test_settings)
+    build.build_native("host", mnn_settings)
+    converter.build_converter(mnn_settings)
     argv = python("import sys\nfrom mkbench.cli import main\nsys.exit(main())",
                   "eval", "--task", "Abs", "--kernel", str(ABS_EXAMPLE), "--device", "host")
     result, connects = run_offline(argv, tmp_path / "eval.trace", 1800)

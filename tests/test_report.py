@@ -10,6 +10,7 @@ import math
 import pytest
 
 from mkbench import report, store
+from mkbench.store import rows
 
 TASKS = [
     {"name": "A", "category": "Unary", "kind": "cpu-execution", "operator": "Abs"},
@@ -21,12 +22,12 @@ HOST, EMU = "dev-host", "dev-emu"
 
 
 def _evaluation(db, task: str, device: str, verdict: str, speedup: float | None = None) -> int:
-    return store.insert(db, "evaluations", {
+    return rows.record_evaluation(db, {
         "run_id": "r1", "task": task, "task_sha256": "t" * 64, "kind": "cpu-execution", "device_id": device,
         "candidate_sha256": "c" * 64, "candidate": "// kernel", "verdict": verdict, "reason": "",
         "speedup": speedup, "speedup_low": speedup and speedup * 0.98, "speedup_high": speedup and speedup * 1.02,
         "native_median_ms": 1.0 if speedup else None, "candidate_median_ms": 1.0 / speedup if speedup else None,
-        "timing_reportable": int(device == HOST), "judge_settings": "{}", "stage_seconds": "{}", "flags": "[]"})
+        "timing_reportable": int(device == HOST), "judge_settings": {}, "stage_seconds": {}, "flags": []})
 
 
 def _attempt(db, task, generator, device, verdict=None, speedup=None, candidates=None, seconds=10.0, status="finished"):
@@ -36,10 +37,12 @@ def _attempt(db, task, generator, device, verdict=None, speedup=None, candidates
     candidates = candidates if candidates is not None else ([correct] if verdict else [])
     summary = {"llm_calls": 1, "prompt_tokens": 100, "completion_tokens": 50, "seconds": seconds, "stopped_by": "solved",
                "candidates": [{"verdict": "correct" if c else "wrong-values", "correct": c} for c in candidates]}
+    attempt = rows.start_attempt(db, "r1", task, generator, "whole-file", device, {})
     if status == "failed":
-        summary = {"error": "RuntimeError: boom", "seconds": 1.0}
-    return store.insert(db, "attempts", {"run_id": "r1", "task": task, "generator": generator, "mode": "whole-file",
-                                         "device_id": device, "best_evaluation_id": best, "status": status, "summary": summary})
+        rows.fail_attempt(db, attempt, "RuntimeError: boom", {"seconds": 1.0})
+    else:
+        rows.finish_attempt(db, attempt, status, best, summary)
+    return attempt
 
 
 @pytest.fixture
@@ -47,15 +50,14 @@ def db(tmp_path):
     """Two generators x four tasks x two devices (host real, emulator), with noise floors for A and C on the host."""
     db = store.open_db(tmp_path / "r.sqlite")
     config = {"run": {"generators": ["one-shot", "pass@k"], "modes": ["whole-file"]}, "tasks": TASKS}
-    store.insert(db, "runs", {"id": "r1", "status": "finished", "mkbench_version": "0.1.0", "config": config,
-                              "config_key": "k", "provenance": {"mkbench_version": "0.1.0", "model": {"model": "m", "backend": "replay"}}})
-    for serial, key, emulated in (("host", HOST, 0), ("127.0.0.1:5599", EMU, 1)):
-        store.insert(db, "devices", {"id": key, "serial": serial, "emulated": emulated, "abi": "x86_64", "fingerprint": {},
-                                     "first_seen": 0.0})
-        store.insert(db, "run_devices", {"run_id": "r1", "serial": serial, "slot": serial, "device_id": key,
-                                         "status": "active", "detail": "", "updated_at": 0.0})
-    report.record_noise_floor(db, HOST, "A", 0.95, 1.05)
-    report.record_noise_floor(db, HOST, "C", 0.90, 1.20)  # B and D get the widest band: 0.90-1.20
+    devices = (("host", HOST, False), ("127.0.0.1:5599", EMU, True))
+    rows.create_run(db, {"id": "r1", "status": "finished", "mkbench_version": "0.1.0", "config": config, "config_key": "k",
+                         "provenance": {"mkbench_version": "0.1.0", "model": {"model": "m", "backend": "replay"}}},
+                    [(serial, serial, key) for serial, key, _ in devices])
+    for serial, key, emulated in devices:
+        rows.store_device(db, key, serial, emulated, "x86_64", {})
+    rows.record_noise_floor(db, HOST, "A", 0.95, 1.05)
+    rows.record_noise_floor(db, HOST, "C", 0.90, 1.20)  # B and D get the widest band: 0.90-1.20
     # one-shot on the host: A parity, B a win, C does not compile, D wrong
     _attempt(db, "A", "one-shot", HOST, "correct", 1.04, seconds=20.0)
     _attempt(db, "B", "one-shot", HOST, "correct", 1.6)
@@ -115,14 +117,14 @@ def test_noise_floors_and_parity(db):
     assert report.noise_floor(db, HOST, "A") == (0.95, 1.05)
     assert report.noise_floor(db, HOST, "B") == (0.90, 1.20)  # the widest of the device's task floors
     assert report.noise_floor(db, EMU, "A") is None
-    report.record_noise_floor(db, HOST, "*", 0.97, 1.03)  # a stored overall floor wins over the derived one
+    rows.record_noise_floor(db, HOST, "*", 0.97, 1.03)  # a stored overall floor wins over the derived one
     assert report.noise_floor(db, HOST, "B") == (0.97, 1.03)
-    report.record_noise_floor(db, HOST, "A", 0.99, 1.01)  # the newest floor of a task wins
+    rows.record_noise_floor(db, HOST, "A", 0.99, 1.01)  # the newest floor of a task wins
     r = report.build_report(db, "r1")
     one = by_group(r.by_generator, "one-shot")
     assert one.fast[1.0] == 0.5 and one.parity == 0  # A's 1.04x is now outside 0.99-1.01: a win
     with pytest.raises(ValueError):
-        report.record_noise_floor(db, HOST, "A", 1.1, 0.9)
+        rows.record_noise_floor(db, HOST, "A", 1.1, 0.9)
 
 
 def test_no_floor_means_speedups_as_measured(tmp_path, db):
@@ -149,7 +151,7 @@ def test_table_markdown_and_plots(db, tmp_path):
     one_shot = next(line for line in table.splitlines() if line.startswith("one-shot "))
     assert "50.0" in one_shot and "37.5" in one_shot and "1.26x" in one_shot
     pytest.importorskip("matplotlib")
-    r2, markdown, plots, message = report.write_report(db, "r1", tmp_path / "out")
+    r2, markdown, plots, message = report.write_report(db, "r1", tmp_path / "out", tmp_path)
     assert message == "" and [p.name for p in plots] == ["speedups.png", "categories.png"]
     assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in plots)
     text = markdown.read_text()
@@ -167,7 +169,7 @@ def test_plots_are_skipped_with_one_line_without_matplotlib(db, tmp_path, monkey
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    _, markdown, plots, message = report.write_report(db, "r1", tmp_path / "out")
+    _, markdown, plots, message = report.write_report(db, "r1", tmp_path / "out", tmp_path)
     assert plots == [] and message.startswith("plots skipped: matplotlib is not installed") and "\n" not in message
     assert markdown.is_file()
 
@@ -175,25 +177,25 @@ def test_plots_are_skipped_with_one_line_without_matplotlib(db, tmp_path, monkey
 def test_csv_export_columns_and_rows(db, tmp_path):
     first = db.conn.execute("SELECT id FROM attempts ORDER BY id LIMIT 1").fetchone()[0]
     for role in ("coder", "debugger"):
-        store.insert(db, "llm_calls", {"attempt_id": first, "role": role, "backend": "replay", "model": "m",
-                                       "prompt": [{"role": "user", "content": "write A"}], "completion": "```cpp\n```",
-                                       "prompt_tokens": 3, "completion_tokens": 2, "wall_seconds": 0.5})
-    attempts_path, calls_path = report.export_csv(db, "r1", tmp_path)
+        rows.record_llm_call(db, {"attempt_id": first, "role": role, "backend": "replay", "model": "m",
+                                  "prompt": [{"role": "user", "content": "write A"}], "completion": "```cpp\n```",
+                                  "prompt_tokens": 3, "completion_tokens": 2, "wall_seconds": 0.5})
+    attempts_path, calls_path = report.export_csv(db, "r1", tmp_path, tmp_path)
     with attempts_path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == report.ATTEMPT_COLUMNS
-    assert len(rows) == 11  # every attempt, the failed one too
-    a = rows[0]
+        exported = list(csv.DictReader(handle))
+    assert tuple(exported[0]) == report.ATTEMPT_COLUMNS
+    assert len(exported) == 11  # every attempt, the failed one too
+    a = exported[0]
     assert (a["task"], a["category"], a["generator"], a["device_serial"], a["verdict"], a["speedup"]) == \
         ("A", "Unary", "one-shot", "host", "correct", "1.04")
     assert (a["noise_floor_low"], a["noise_floor_high"], a["parity"], a["effective_speedup"]) == ("0.95", "1.05", "1", "1.0")
-    failed = next(r for r in rows if r["status"] == "failed")
+    failed = next(r for r in exported if r["status"] == "failed")
     assert failed["error"] == "RuntimeError: boom" and failed["verdict"] == ""
     with calls_path.open() as handle:
         calls = list(csv.DictReader(handle))
     assert tuple(calls[0]) == report.LLM_CALL_COLUMNS
     assert [c["role"] for c in calls] == ["coder", "debugger"] and calls[0]["prompt_chars"] == "7"
-    full_attempts, full_calls = report.export_csv(db, "r1", tmp_path / "full", full=True)
+    full_attempts, full_calls = report.export_csv(db, "r1", tmp_path / "full", tmp_path, full=True)
     with full_calls.open() as handle:
         assert json.loads(next(csv.DictReader(handle))["prompt"])[0]["content"] == "write A"
     with full_attempts.open() as handle:

@@ -21,9 +21,11 @@ import pytest
 from click.testing import CliRunner
 
 from mkbench import run, store
+from mkbench import settings as settings_module
+from mkbench.store import rows
 from mkbench.agents import AttemptResult
 from mkbench.cli import main
-from mkbench.devices import DeviceLost, DeviceNotFound
+from mkbench.devices import DeviceLost, DeviceNotFound, store_device
 from mkbench.judge.verdict import Verdict
 from mkbench.llm.chat import Message
 
@@ -40,17 +42,17 @@ class FixedVerdict:
                  wrong: tuple[str, ...] = (), device_calls: bool = False):
         self.name, self.mode, self.sleep, self.record, self.wrong, self.device_calls = name, mode, sleep, record, wrong, device_calls
 
-    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+    def solve(self, task, device, chat, budget, row) -> AttemptResult:
         started = time.monotonic()
         evaluation_id = None
         if self.device_calls:
             device.run(["true"], cwd=".", timeout=10)  # a stub device raises DeviceLost here
         if self.record:
-            evaluation_id = store.insert(db, "evaluations", {
-                "run_id": run_id, "task": task.name, "task_sha256": task.sha256, "kind": "cpu-execution",
-                "device_id": run.device_id(device), "candidate_sha256": "0" * 64, "candidate": "// stub",
+            evaluation_id = rows.record_evaluation(row.db, {
+                "run_id": row.run_id, "task": task.name, "task_sha256": task.sha256, "kind": "cpu-execution",
+                "device_id": store_device(row.db, device), "candidate_sha256": "0" * 64, "candidate": "// stub",
                 "verdict": "correct", "reason": "", "speedup": 1.25, "timing_reportable": int(not device.emulated),
-                "judge_settings": "{}", "stage_seconds": "{}", "flags": "[]"})
+                "judge_settings": {}, "stage_seconds": {}, "flags": []})
         time.sleep(self.sleep)
         correct = task.name not in self.wrong
         verdict = Verdict("correct" if correct else "wrong-values", "", task.name, device.serial, True, correct,
@@ -62,14 +64,14 @@ class FixedVerdict:
 class Chatty(FixedVerdict):
     """Asks the model once per task (a replay backend answers) and keeps the answer's length."""
 
-    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+    def solve(self, task, device, chat, budget, row) -> AttemptResult:
         answer = chat([Message("user", f"write {task.name}")], seed=1, max_tokens=64)
-        result = super().solve(task, device, chat, budget, db, run_id)
+        result = super().solve(task, device, chat, budget, row)
         return AttemptResult(**{**result.__dict__, "llm_calls": 1, "prompt_tokens": 7, "completion_tokens": len(answer.text)})
 
 
 class Broken(FixedVerdict):
-    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+    def solve(self, task, device, chat, budget, row) -> AttemptResult:
         raise RuntimeError("the MNN tree is missing")
 
 
@@ -114,55 +116,55 @@ def test_config_file_then_flags(tmp_path):
     assert run.RunConfig().key() == run.RunConfig(workers_per_device=2).key() != run.RunConfig(tasks=("smoke",)).key()
 
 
-def test_smoke_subset_is_judgeable_and_spans_single_and_multi_op_tasks():
-    tasks = run.select_tasks(run.RunConfig(tasks=("smoke",)))
+def test_smoke_subset_is_judgeable_and_spans_single_and_multi_op_tasks(settings):
+    tasks = run.select_tasks(run.RunConfig(tasks=("smoke",)), settings)
     assert [t.name for t in tasks] == list(run.SMOKE)
     assert all(t.status.runnable and t.status.judgeable is not False for t in tasks)
     assert {t.mnn.kind for t in tasks} == {"cpu-execution", "composite", "geometry"}
     assert len({t.category for t in tasks}) == len(tasks)
-    default = run.select_tasks(run.RunConfig())
+    default = run.select_tasks(run.RunConfig(), settings)
     assert len(default) > 150 and all(run.judgeable(t) for t in default)
     with pytest.raises(run.RunError, match="not judgeable"):
-        run.select_tasks(run.RunConfig(tasks=("Det",)))  # not runnable: its reference overflows fp32
-    unary = run.select_tasks(run.RunConfig(categories=("unary",)))
+        run.select_tasks(run.RunConfig(tasks=("Det",)), settings)  # not runnable: its reference overflows fp32
+    unary = run.select_tasks(run.RunConfig(categories=("unary",)), settings)
     assert unary and {t.category for t in unary} == {"Unary"}
     with pytest.raises(run.RunError, match="no task Nope"):
-        run.select_tasks(run.RunConfig(tasks=("Sin", "Nope")))
+        run.select_tasks(run.RunConfig(tasks=("Sin", "Nope")), settings)
 
 
 # ---------------------------------------------------------------- a run, and the same command again
 
 
-def test_a_run_is_not_resumed_with_other_prompts_or_generator_code(generators, monkeypatch):
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode))
-    first = run.run_all(run.RunConfig(tasks=("Sin",), generators=("stub",), devices=("host",)), progress=quiet())
-    assert run.resume(first.run_id, progress=quiet()).done_now == 0  # same code: nothing to do, no complaint
-    monkeypatch.setattr(run, "generators_fingerprint", lambda: "0" * 64)
+def test_a_run_is_not_resumed_with_other_prompts_or_generator_code(generators, monkeypatch, settings):
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode))
+    first = run.run_all(run.RunConfig(tasks=("Sin",), generators=("stub",), devices=("host",)), settings, progress=quiet())
+    assert run.resume(first.run_id, settings, progress=quiet()).done_now == 0  # same code: nothing to do, no complaint
+    monkeypatch.setattr(run.start, "generators_fingerprint", lambda: "0" * 64)
     with pytest.raises(run.RunError, match="generators' code or prompts changed"):
-        run.resume(first.run_id, progress=quiet())
+        run.resume(first.run_id, settings, progress=quiet())
 
 
-def test_run_all_finishes_then_the_same_command_redoes_nothing(generators):
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode, wrong=("CumSum",)))
+def test_run_all_finishes_then_the_same_command_redoes_nothing(generators, settings):
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode, wrong=("CumSum",)))
     config = run.RunConfig(tasks=("smoke",), generators=("stub",), devices=("host",))
-    first = run.run_all(config, progress=quiet())
+    first = run.run_all(config, settings, progress=quiet())
     assert (first.status, first.planned, first.finished, first.done_now, first.pending) == ("finished", 6, 6, 6, 0)
-    again = run.run_all(config, progress=quiet())
+    again = run.run_all(config, settings, progress=quiet())
     assert again.run_id == first.run_id and again.done_now == 0 and again.status == "finished"
-    db = store.open_db(run.settings_module.load().db_path)
+    db = store.open_db(settings.db_path)
     assert len(items_of(db, first.run_id)) == 6
-    other = run.run_all(config, new=True, progress=quiet())
+    other = run.run_all(config, settings, new=True, progress=quiet())
     assert other.run_id != first.run_id and other.done_now == 6
-    infos = run.list_runs()
+    infos = run.list_runs(settings)
     assert {i.id for i in infos} == {first.run_id, other.run_id} and all(i.finished == 6 for i in infos)
 
 
-def test_provenance_is_recorded(generators):
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode))
-    summary = run.run_all(run.RunConfig(tasks=("Sin",), generators=("stub",)), progress=quiet())
-    shown = run.show_run(summary.run_id)
+def test_provenance_is_recorded(generators, settings):
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode))
+    summary = run.run_all(run.RunConfig(tasks=("Sin",), generators=("stub",)), settings, progress=quiet())
+    shown = run.show_run(summary.run_id, settings)
     prov = shown["provenance"]
-    assert prov["mkbench_version"] and prov["mnn"]["commit"] == run.settings_module.MNN_COMMIT
+    assert prov["mkbench_version"] and prov["mnn"]["commit"] == settings_module.MNN_COMMIT
     assert prov["suite"]["hash"] == shown["suite_hash"] and prov["suite"]["tasks"] == 1
     assert "host" in prov["toolchains"] and "host" in prov["devices"]
     assert prov["devices"]["host"]["fingerprint"]["abi"] == "x86_64"
@@ -171,18 +173,18 @@ def test_provenance_is_recorded(generators):
     assert shown["devices"][0]["status"] == "active"
 
 
-def test_llm_calls_are_recorded_and_attached_to_their_attempts(generators, tmp_path):
+def test_llm_calls_are_recorded_and_attached_to_their_attempts(generators, tmp_path, settings):
     replay = tmp_path / "answers.jsonl"
     replay.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"write {name}"}],
                                           "completion": f"```cpp\n// {name}\n```", "prompt_tokens": 7}) + "\n"
                               for name in run.SMOKE))
-    generators("chatty", lambda mode, config: Chatty("chatty", mode), uses_llm=True)
+    generators("chatty", lambda mode, config, settings: Chatty("chatty", mode), uses_llm=True)
     summary = run.run_all(run.RunConfig(tasks=("smoke",), generators=("chatty",), model=f"replay:{replay}"),
-                          progress=quiet())
-    db = store.open_db(run.settings_module.load().db_path)
+                          settings, progress=quiet())
+    db = store.open_db(settings.db_path)
     calls = list(db.query("SELECT llm_calls.attempt_id, attempts.task FROM llm_calls JOIN attempts ON attempts.id = llm_calls.attempt_id"))
     assert sorted(c["task"] for c in calls) == sorted(run.SMOKE)
-    assert run.show_run(summary.run_id)["provenance"]["model"]["backend"] == "replay"
+    assert run.show_run(summary.run_id, settings)["provenance"]["model"]["backend"] == "replay"
 
 
 # ---------------------------------------------------------------- kill -9 at any moment
@@ -194,13 +196,13 @@ KILLED_RUN = textwrap.dedent("""
     from test_run import FixedVerdict
     from mkbench import run
     from mkbench.cli import main
-    run.register("sleepy", lambda mode, config: FixedVerdict("sleepy", mode, sleep=0.25, record=True), uses_llm=False)
-    run.register("sleepy2", lambda mode, config: FixedVerdict("sleepy2", mode, sleep=0.1, record=True), uses_llm=False)
+    run.register("sleepy", lambda mode, config, settings: FixedVerdict("sleepy", mode, sleep=0.25, record=True), uses_llm=False)
+    run.register("sleepy2", lambda mode, config, settings: FixedVerdict("sleepy2", mode, sleep=0.1, record=True), uses_llm=False)
     main(["run-all", "--tasks", "smoke", "-g", "sleepy", "-g", "sleepy2", "--device", "host", "--quiet"])
 """)
 
 
-def test_killed_midway_and_rerun_loses_and_repeats_nothing(tmp_path, mkbench_home):
+def test_killed_midway_and_rerun_loses_and_repeats_nothing(tmp_path, mkbench_home, settings):
     """kill -9 the run at random moments, re-run the same command until it finishes: every item
     has exactly one finished attempt and every row written before a kill is still there."""
     script = tmp_path / "killed_run.py"
@@ -236,8 +238,10 @@ def test_killed_midway_and_rerun_loses_and_repeats_nothing(tmp_path, mkbench_hom
     assert len(runs) == 1 and runs[0]["status"] == "finished"
     finished = [(t, g, m, d) for t, g, m, d, s in items_of(db, runs[0]["id"]) if s == "finished"]
     assert len(finished) == len(set(finished)) == 12  # 6 tasks x 2 generators, each exactly once
-    for a in db.query("SELECT best_evaluation_id FROM attempts"):
+    for a in db.query("SELECT best_evaluation_id FROM attempts WHERE status = 'finished'"):
         assert a["best_evaluation_id"] in evaluations
+    # An attempt a kill cut short stays as it was, running: the CSV calls it cut short; the resume made a new one.
+    assert {a["status"] for a in db.query("SELECT status FROM attempts")} <= {"finished", "running"}
 
 
 # ---------------------------------------------------------------- lost devices
@@ -286,7 +290,7 @@ class StubDevice:
 def stub_devices(monkeypatch):
     devices: dict[str, StubDevice] = {}
 
-    def get_device(name: str):
+    def get_device(name: str, settings):
         device = devices.get(name)
         if device is None:
             raise DeviceNotFound(f"no device {name}")
@@ -294,60 +298,64 @@ def stub_devices(monkeypatch):
             raise DeviceLost(f"{name}: offline")
         return device
 
-    monkeypatch.setattr(run, "get_device", get_device)
+    monkeypatch.setattr(run.start, "get_device", get_device)
+    monkeypatch.setattr(run.workers, "get_device", get_device)
     return devices
 
 
-def test_a_lost_device_in_a_pooled_run_hands_its_items_to_another(generators, stub_devices):
+def test_a_lost_device_in_a_pooled_run_hands_its_items_to_another(generators, stub_devices, settings):
     stub_devices["stub-a"] = StubDevice("stub-a", fail_after=2)
     stub_devices["stub-b"] = StubDevice("stub-b")
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode, sleep=0.05, device_calls=True))
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode, sleep=0.05, device_calls=True))
     config = run.RunConfig(tasks=("smoke",), generators=("stub",), devices=("stub-a", "stub-b"), pool=True,
                            reconnect_seconds=0.5)
-    summary = run.run_all(config, progress=quiet())
+    summary = run.run_all(config, settings, progress=quiet())
     assert (summary.status, summary.finished, summary.pending) == ("finished", 6, 0)
     assert summary.lost_devices == ("stub-a",)
-    db = store.open_db(run.settings_module.load().db_path)
-    by_device = {}
+    db = store.open_db(settings.db_path)
+    by_device, lost = {}, []
     for task, _, _, device, status in items_of(db, summary.run_id):
-        assert status == "finished"
-        by_device.setdefault(device, []).append(task)
+        (by_device.setdefault(device, []) if status == "finished" else lost).append(task)
     ids = {r["serial"]: r["device_id"] for r in db.query("SELECT serial, device_id FROM run_devices")}
     assert len(by_device[ids["stub-a"]]) == 2 and len(by_device[ids["stub-b"]]) == 4
-    assert sorted(sum(by_device.values(), [])) == sorted(run.SMOKE)  # each task once: nothing lost or repeated
+    assert sorted(sum(by_device.values(), [])) == sorted(run.SMOKE)  # each task finished once: nothing lost or repeated
+    # The attempt the device was lost in ended failed (a fault of the harness), and its item was done again.
+    failed = list(db.query("SELECT summary FROM attempts WHERE run_id = ? AND status = 'failed'", [summary.run_id]))
+    assert len(lost) == len(failed) == 1 and json.loads(failed[0]["summary"])["error"].startswith("device lost")
 
 
-def test_a_lost_device_waits_for_resume_while_the_others_finish(generators, stub_devices):
+def test_a_lost_device_waits_for_resume_while_the_others_finish(generators, stub_devices, settings):
     stub_devices["stub-a"] = StubDevice("stub-a", fail_after=1)
     stub_devices["stub-b"] = StubDevice("stub-b")
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode, device_calls=True))
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode, device_calls=True))
     config = run.RunConfig(tasks=("smoke",), generators=("stub",), devices=("stub-a", "stub-b"), reconnect_seconds=0.3)
-    summary = run.run_all(config, progress=quiet())
+    summary = run.run_all(config, settings, progress=quiet())
     assert summary.status == "interrupted" and summary.lost_devices == ("stub-a",)
     assert (summary.planned, summary.finished, summary.pending) == (12, 7, 5)  # b did its 6, a did 1 before it went
     assert "run resume" in summary.message
     stub_devices["stub-a"].attached, stub_devices["stub-a"].fail_after = True, None  # plugged back in
-    again = run.run_all(config, progress=quiet())  # the same command resumes the same run
+    again = run.run_all(config, settings, progress=quiet())  # the same command resumes the same run
     assert again.run_id == summary.run_id and (again.status, again.finished, again.done_now) == ("finished", 12, 5)
-    db = store.open_db(run.settings_module.load().db_path)
-    assert len(items_of(db, summary.run_id)) == 12
+    db = store.open_db(settings.db_path)
+    statuses = [status for *_, status in items_of(db, summary.run_id)]
+    assert statuses.count("finished") == 12 and statuses.count("failed") == 1  # the attempt cut short by the loss
 
 
-def test_every_device_lost_ends_the_run_instead_of_hanging(generators, stub_devices):
+def test_every_device_lost_ends_the_run_instead_of_hanging(generators, stub_devices, settings):
     stub_devices["stub-a"] = StubDevice("stub-a", fail_after=1)
     stub_devices["stub-b"] = StubDevice("stub-b", fail_after=2)
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode, device_calls=True))
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode, device_calls=True))
     started = time.monotonic()
     summary = run.run_all(run.RunConfig(tasks=("smoke",), generators=("stub",), devices=("stub-a", "stub-b"),
-                                        reconnect_seconds=0.3), progress=quiet())
+                                        reconnect_seconds=0.3), settings, progress=quiet())
     assert time.monotonic() - started < 10
     assert (summary.status, summary.finished, summary.pending) == ("interrupted", 3, 9)
     assert set(summary.lost_devices) == {"stub-a", "stub-b"}
 
 
-def test_a_lost_device_that_comes_back_goes_on(generators, stub_devices):
+def test_a_lost_device_that_comes_back_goes_on(generators, stub_devices, settings):
     device = stub_devices["stub-a"] = StubDevice("stub-a", fail_after=2)
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode, device_calls=True))
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode, device_calls=True))
 
     def plug_back_in():
         while device.attached:
@@ -358,10 +366,10 @@ def test_a_lost_device_that_comes_back_goes_on(generators, stub_devices):
     helper = threading.Thread(target=plug_back_in)
     helper.start()
     summary = run.run_all(run.RunConfig(tasks=("smoke",), generators=("stub",), devices=("stub-a",), reconnect_seconds=30),
-                          progress=quiet())
+                          settings, progress=quiet())
     helper.join()
     assert (summary.status, summary.finished) == ("finished", 6)
-    db = store.open_db(run.settings_module.load().db_path)
+    db = store.open_db(settings.db_path)
     assert list(db.query("SELECT status, detail FROM run_devices"))[0]["status"] == "active"
 
 
@@ -376,7 +384,7 @@ class Evaluating(FixedVerdict):
     span: list[float] = []  # the first start and every end
     lock = threading.Lock()
 
-    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+    def solve(self, task, device, chat, budget, row) -> AttemptResult:
         with Evaluating.lock:
             Evaluating.solving += 1
             Evaluating.most_solving = max(Evaluating.most_solving, Evaluating.solving)
@@ -390,14 +398,14 @@ class Evaluating(FixedVerdict):
         with Evaluating.lock:
             Evaluating.solving -= 1
             Evaluating.span.append(time.monotonic())
-        return super().solve(task, device, chat, budget, db, run_id)
+        return super().solve(task, device, chat, budget, row)
 
 
-def test_one_evaluation_at_a_time_per_device_while_generation_overlaps(generators, stub_devices):
+def test_one_evaluation_at_a_time_per_device_while_generation_overlaps(generators, stub_devices, settings):
     device = stub_devices["stub-a"] = StubDevice("stub-a")
-    generators("evaluating", lambda mode, config: Evaluating("evaluating", mode))
+    generators("evaluating", lambda mode, config, settings: Evaluating("evaluating", mode))
     summary = run.run_all(run.RunConfig(tasks=("smoke",), generators=("evaluating",), devices=("stub-a",),
-                                        workers_per_device=2), progress=quiet())
+                                        workers_per_device=2), settings, progress=quiet())
     elapsed = Evaluating.span[-1] - Evaluating.span[0]
     assert summary.finished == 6 and device.evaluations == 6
     assert Evaluating.most_solving == 2  # two workers served the phone at once...
@@ -405,29 +413,29 @@ def test_one_evaluation_at_a_time_per_device_while_generation_overlaps(generator
     assert elapsed < 6 * 0.25  # generation overlapped measurement (one after the other: 6 x 0.25 s)
 
 
-def test_failed_attempts_are_recorded_stop_the_run_and_are_retried_on_resume(generators):
-    generators("broken", lambda mode, config: Broken("broken", mode))
+def test_failed_attempts_are_recorded_stop_the_run_and_are_retried_on_resume(generators, settings):
+    generators("broken", lambda mode, config, settings: Broken("broken", mode))
     config = run.RunConfig(tasks=("smoke",), generators=("broken",), failures_in_a_row=3)
-    summary = run.run_all(config, progress=quiet())
+    summary = run.run_all(config, settings, progress=quiet())
     assert summary.status == "interrupted" and summary.failed == 3 and summary.finished == 0
     assert "3 failed attempts in a row" in summary.message and "MNN tree is missing" in summary.message
-    db = store.open_db(run.settings_module.load().db_path)
+    db = store.open_db(settings.db_path)
     rows = list(db.query("SELECT status, summary FROM attempts"))
     assert [r["status"] for r in rows] == ["failed"] * 3
     assert json.loads(rows[0]["summary"])["error"] == "RuntimeError: the MNN tree is missing"
-    run.GENERATORS["broken"] = run.GeneratorEntry(lambda mode, config: FixedVerdict("broken", mode), uses_llm=False)  # fixed
-    again = run.resume(summary.run_id, progress=quiet())
+    run.GENERATORS["broken"] = run.GeneratorEntry(lambda mode, config, settings: FixedVerdict("broken", mode), uses_llm=False)  # fixed
+    again = run.resume(summary.run_id, settings, progress=quiet())
     assert (again.status, again.finished, again.failed, again.done_now) == ("finished", 6, 0, 6)
 
 
-def test_a_missing_generator_stops_before_the_run_starts(generators):
-    def unavailable(mode, config):
+def test_a_missing_generator_stops_before_the_run_starts(generators, settings):
+    def unavailable(mode, config, settings):
         raise run.RunError("generator mkbench.agents.nothing.Nothing is not available (No module named 'nothing')")
 
     generators("unwired", unavailable)
     with pytest.raises(run.RunError, match="not available"):
-        run.run_all(run.RunConfig(tasks=("Sin",), generators=("unwired",)), progress=quiet())
-    assert store.open_db(run.settings_module.load().db_path)["runs"].count == 0
+        run.run_all(run.RunConfig(tasks=("Sin",), generators=("unwired",)), settings, progress=quiet())
+    assert store.open_db(settings.db_path)["runs"].count == 0
 
 
 def test_progress_lines_and_bars():
@@ -450,8 +458,8 @@ def test_progress_lines_and_bars():
 # ---------------------------------------------------------------- the commands
 
 
-def test_cli_run_all_list_resume_show_report_export(generators, tmp_path):
-    generators("stub", lambda mode, config: FixedVerdict(mode=mode, wrong=("CumSum", "ReduceL1")))
+def test_cli_run_all_list_resume_show_report_export(generators, tmp_path, settings):
+    generators("stub", lambda mode, config, settings: FixedVerdict(mode=mode, wrong=("CumSum", "ReduceL1")))
     config = tmp_path / "run.toml"
     config.write_text('tasks = "smoke"\ngenerators = ["stub"]\n')
     runner = CliRunner()
@@ -484,27 +492,26 @@ class Recording:
     def __init__(self, name: str, mode: str, give_up: bool = False):
         self.name, self.mode, self.give_up = name, mode, give_up
 
-    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+    def solve(self, task, device, chat, budget, row) -> AttemptResult:
         from mkbench.agents.attempt import Attempt, Candidate
 
-        def judge(task, source, device, db=None, worker="0", run_id=None):
+        def judge(task, source, device, settings, db=None, worker="0", run_id=None):
             assert worker == device.worker  # the run's worker name reaches the build folder
             return Verdict("correct", "", task.name, device.serial, True, True, speedup=1.5, timing_reportable=True)
 
-        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, judge=judge,
-                                worker=device.worker)
+        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, judge=judge, worker=device.worker)
         attempt.judge(Candidate("// code", "// code"))
         return attempt.finish("llm-error: server down" if self.give_up else "solved")
 
 
-def test_a_generator_recording_its_own_attempt(generators, tmp_path):
+def test_a_generator_recording_its_own_attempt(generators, tmp_path, settings):
     replay = tmp_path / "none.jsonl"
     replay.write_text("")
-    generators("recording", lambda mode, config: Recording("recording", mode), uses_llm=True)
+    generators("recording", lambda mode, config, settings: Recording("recording", mode), uses_llm=True)
     summary = run.run_all(run.RunConfig(tasks=("Sin", "TopK_sorted"), generators=("recording",), model=f"replay:{replay}"),
-                          progress=quiet())
+                          settings, progress=quiet())
     assert (summary.status, summary.finished) == ("finished", 2)
-    db = store.open_db(run.settings_module.load().db_path)
+    db = store.open_db(settings.db_path)
     rows = list(db.query("SELECT status, summary FROM attempts"))
     assert [r["status"] for r in rows] == ["finished", "finished"]  # one row each: the generator's, completed
     assert json.loads(rows[0]["summary"])["best_verdict"]["speedup"] == 1.5
@@ -512,9 +519,9 @@ def test_a_generator_recording_its_own_attempt(generators, tmp_path):
 
     result = report.build_report(db, summary.run_id)
     assert result.by_generator[0].fcr == 1.0 and result.by_generator[0].fast[1.0] == 1.0
-    generators("quitter", lambda mode, config: Recording("quitter", mode, give_up=True), uses_llm=True)
+    generators("quitter", lambda mode, config, settings: Recording("quitter", mode, give_up=True), uses_llm=True)
     quit_summary = run.run_all(run.RunConfig(tasks=("Sin",), generators=("quitter",), model=f"replay:{replay}"),
-                               progress=quiet())
+                               settings, progress=quiet())
     assert (quit_summary.finished, quit_summary.failed) == (0, 1)  # the generator's "failed" stands
 
 
@@ -530,41 +537,36 @@ SIN_X86_ONLY = SIN.replace("dst[i] = std::sin(src[i]);",
 class Judging(FixedVerdict):
     """Judges one fixed kernel with the real judge."""
 
-    def __init__(self, name: str, source: str, mode: str):
+    def __init__(self, name: str, source: str, mode: str, settings):
         super().__init__(name, mode)
-        self.source = source
+        self.source, self.settings = source, settings
 
-    def solve(self, task, device, chat, budget, db, run_id) -> AttemptResult:
+    def solve(self, task, device, chat, budget, row) -> AttemptResult:
         from mkbench.judge.evaluate import evaluate
 
-        verdict = evaluate(task, self.source, device, db=db, run_id=run_id)
+        verdict = evaluate(task, self.source, device, self.settings, db=row.db, run_id=row.run_id)
         return AttemptResult(task.name, self.name, self.mode, device.serial, None, (verdict,), verdict, 0, 0, 0, 0.0,
                              "solved" if verdict.correct else "rounds")
 
 
 @pytest.mark.slow
-def test_recheck_judges_a_host_runs_correct_kernels_on_arm64(generators):
+def test_recheck_judges_a_host_runs_correct_kernels_on_arm64(generators, mnn_settings):
+    settings = mnn_settings
     """A kernel correct on the host only because of an x86 branch is caught by the arm64 recheck;
     the report counts the rechecks in a note, and a second recheck judges nothing again."""
-    from mkbench.mnn import tree as mnn_tree
-
-    try:
-        mnn_tree.locate()
-    except Exception as error:
-        pytest.skip(f"MNN tree not found ({error}): set MKBENCH_MNN_SRC")
-    generators("portable", lambda mode, config: Judging("portable", SIN, mode))
-    generators("x86-only", lambda mode, config: Judging("x86-only", SIN_X86_ONLY, mode))
+    generators("portable", lambda mode, config, settings: Judging("portable", SIN, mode, settings))
+    generators("x86-only", lambda mode, config, settings: Judging("x86-only", SIN_X86_ONLY, mode, settings))
     summary = run.run_all(run.RunConfig(tasks=("Sin",), generators=("portable", "x86-only"), devices=("host",)),
-                          progress=quiet())
-    db = store.open_db(run.settings_module.load().db_path)
+                          settings, progress=quiet())
+    db = store.open_db(settings.db_path)
     assert [a["status"] for a in db.query("SELECT status FROM attempts WHERE run_id = ?", [summary.run_id])] == ["finished"] * 2
 
     lines = []
-    rows = run.recheck(summary.run_id, "qemu-arm64", echo=lines.append)
+    rows = run.recheck(summary.run_id, "qemu-arm64", settings, echo=lines.append)
     assert {(r["generator"], r["verdict"]) for r in rows} == {("portable", "correct"), ("x86-only", "wrong-values")}
     assert len(lines) == 2 and all("correct on host" in line for line in lines)
     count = db.conn.execute("SELECT COUNT(*) FROM evaluations WHERE run_id = ?", [summary.run_id]).fetchone()[0]
-    assert [r["verdict"] for r in run.recheck(summary.run_id, "qemu-arm64")] == [r["verdict"] for r in rows]
+    assert [r["verdict"] for r in run.recheck(summary.run_id, "qemu-arm64", settings)] == [r["verdict"] for r in rows]
     assert db.conn.execute("SELECT COUNT(*) FROM evaluations WHERE run_id = ?", [summary.run_id]).fetchone()[0] == count
 
     from mkbench.report import build_report

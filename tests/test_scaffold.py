@@ -6,13 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mkbench.agents.tools import lint
-from mkbench.agents.tools.scaffold import (
-    BEGIN_MARK,
-    END_MARK,
-    ScaffoldUnsupported,
-    scaffold_for,
-)
+from mkbench.kinds import kind_of
+from mkbench.kinds.scaffold import BEGIN_MARK, END_MARK, ScaffoldUnsupported
 from mkbench.tasks import get_task as get_spec_task
 from mkbench.tasks.spec import MnnTarget
 
@@ -38,6 +35,12 @@ def functions(name: str) -> str:
     return (FUNCTIONS / f"{name}.cpp").read_text()
 
 
+@pytest.fixture
+def scaffold_for(settings):
+    """The scaffold of a task's kind (a composite's reads its Express declarations from the tree)."""
+    return lambda task: kind_of(task).scaffold(task, settings)
+
+
 @pytest.mark.parametrize("task, kinds, names", [
     ("Abs", ("unary",), ("mk_unary_abs",)),
     ("Add", ("binary",), ("mk_binary_add",)),
@@ -50,7 +53,7 @@ def functions(name: str) -> str:
     ("Reshape", ("movement",), ("mk_geometry_reshape",)),
     ("DepthToSpace", ("movement",), ("mk_geometry_depthtospace",)),
 ])
-def test_kinds_and_functions(task, kinds, names):
+def test_kinds_and_functions(task, kinds, names, scaffold_for):
     scaffold = scaffold_for(get_task(task))
     assert scaffold.kinds == kinds and scaffold.names == names
     for function in scaffold.functions:  # each stub states what to compute
@@ -58,7 +61,7 @@ def test_kinds_and_functions(task, kinds, names):
         assert "MNN" not in function.comment
 
 
-def test_stubs_state_formulas_and_steps():
+def test_stubs_state_formulas_and_steps(scaffold_for):
     reduce = scaffold_for(get_task("ReduceSum")).stubs()
     assert "x is [outside, axis, inside]" in reduce and "y[o * inside + i] = the sum of x[(o * axis + a) * inside + i]" in reduce
     assert "for a in [0, axis): for i in [0, inside): v = x[(o * axis + a) * inside + i]; Y += v" in reduce
@@ -70,7 +73,7 @@ def test_stubs_state_formulas_and_steps():
     assert "input  x: float32 [16, 32, 128, 256]" in clip and "= [-0.5]" in clip and "= [0.5]" in clip
 
 
-def test_the_scaffold_reads_the_op_parameters_and_layout():
+def test_the_scaffold_reads_the_op_parameters_and_layout(scaffold_for):
     source, _ = scaffold_for(get_task("ReduceSum")).splice(functions("ReduceSum"))
     assert "main_as_ReductionParam()" in source and "param->dim()->data()[0]" in source
     assert "REGISTER_CPU_OP_CREATOR(MkScaffoldReductionCreator, OpType_Reduction);" in source
@@ -80,7 +83,7 @@ def test_the_scaffold_reads_the_op_parameters_and_layout():
     assert "getTensorSize(outputs[0])" in source and "MNN_CONCURRENCY_BEGIN" in source
 
 
-def test_splice_puts_the_code_before_any_mnn_header():
+def test_splice_puts_the_code_before_any_mnn_header(scaffold_for):
     scaffold = scaffold_for(get_task("Abs"))
     code = functions("Abs")
     source, (first, last) = scaffold.splice(code)
@@ -90,7 +93,7 @@ def test_splice_puts_the_code_before_any_mnn_header():
     assert source.index(END_MARK) < source.index('#include "backend/cpu/CPUBackend.hpp"')
 
 
-def test_a_composite_scaffold_is_a_transform_around_an_express_function():
+def test_a_composite_scaffold_is_a_transform_around_an_express_function(scaffold_for):
     """The model writes the graph with Express functions, given the node's inputs (constants with
     their shapes, an absent optional input skipped), the attributes and the output's shape (inferred
     for an intermediate); the scaffold writes the transform, its registration and the headers."""
@@ -106,7 +109,7 @@ def test_a_composite_scaffold_is_a_transform_around_an_express_function():
     assert 'OnnxExtraManager::get()->insert("RNN"' in source
 
 
-def test_targets_the_scaffold_cannot_frame():
+def test_targets_the_scaffold_cannot_frame(scaffold_for):
     from test_agents import with_targets
 
     with pytest.raises(ScaffoldUnsupported, match="several op types"):
@@ -137,7 +140,7 @@ def test_targets_the_scaffold_cannot_frame():
     ("void mk_unary_abs(const float* x, float* y, size_t n) { const_cast<float*>(x)[0] = 1; }", "do not cast const away"),
     ("void mk_unary_abs(const float* x, float* y, size_t n) { memset(x, 0, n); }", "with memset"),
 ])
-def test_lint_rejects_with_one_line(code, reason):
+def test_lint_rejects_with_one_line(code, reason, scaffold_for):
     problem = lint.check(code, scaffold_for(get_task("Abs")))
     assert problem is not None and reason in problem and "\n" not in problem
 
@@ -150,13 +153,13 @@ def test_lint_rejects_with_one_line(code, reason):
     ("VARP mk_composite_logsoftmax(VARP x, int axis) { return x; }", "takes 1 parameters, not 2"),
     ("VARP logsoftmax(VARP x) { return x; }", "define mk_composite_logsoftmax exactly as stated"),
 ])
-def test_composite_lint_refuses_the_scaffolds_part(code, reason):
+def test_composite_lint_refuses_the_scaffolds_part(code, reason, scaffold_for):
     problem = lint.check(code, scaffold_for(get_task("LogSoftmax_axis_2")))
     assert problem is not None and reason in problem and "\n" not in problem
     assert lint.check(functions("LogSoftmax_axis_2"), scaffold_for(get_task("LogSoftmax_axis_2"))) is None  # MNN's API is allowed
 
 
-def test_lint_accepts_good_code_helpers_and_comments():
+def test_lint_accepts_good_code_helpers_and_comments(scaffold_for):
     scaffold = scaffold_for(get_task("Abs"))
     assert lint.check(functions("Abs"), scaffold) is None
     helper = ("// the Tensor is read-only: do not #include anything\nstatic inline float magnitude(float v) { return v < 0 ? -v : v; }\n"
@@ -172,28 +175,25 @@ def test_lint_accepts_good_code_helpers_and_comments():
 @pytest.mark.slow
 @pytest.mark.parametrize("task, target", [(t, "host") for t in ("Abs", "Abs_simd", "Add", "ReduceSum", "Softmax", "LogSoftmax", "Clip")]
                          + [("Abs_simd", "arm64"), ("Softmax", "arm64")])
-def test_hand_written_functions_build_against_mnn(task, target):
-    from mkbench.mnn import inject
-    from test_agents import test_settings
-
+def test_hand_written_functions_build_against_mnn(task, target, scaffold_for, mnn_settings):
     t = get_task(task.split("_")[0])  # Abs_simd: functions for Abs
     source, _ = scaffold_for(t).splice(functions(task))
-    built = inject.build_candidate(source, t.mnn.targets, target, "scaffold-test", test_settings())
+    built = kind_of(t).build(t, source, target, "scaffold-test", mnn_settings)
     assert built.ok, built.compiler_output[-2000:]
     assert not built.native_references
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example", ["example.unary", "example.binary"])
-def test_whole_file_examples_build(example):
+def test_whole_file_examples_build(example, mnn_settings):
     """The worked examples the whole-file prompt shows are real, compiling kernels."""
-    from mkbench.agents import prompts
+    from mkbench.kinds.cpu_execution import CPU_EXECUTION, REGISTRATION
     from mkbench.llm.chat import extract_code
     from mkbench.mnn import inject
-    from test_agents import test_settings
 
     targets = [("UnaryOp", "SQUARE")] if example == "example.unary" else [("BinaryOp", "SquaredDifference")]
-    built = inject.build_candidate(extract_code(prompts.text(example)), targets, "host", "scaffold-test", test_settings())
+    built = inject.build_candidate(extract_code(CPU_EXECUTION.text(example)), targets, "host", "scaffold-test", mnn_settings,
+                                   REGISTRATION)
     assert built.ok, built.compiler_output[-2000:]
 
 
@@ -203,16 +203,11 @@ BROADCAST = pytest.mark.xfail(reason="without the GEOMETRY_COMPUTE_MASK hint in 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["Abs", "Abs_simd", "Add", "ReduceSum", "Softmax", "Clip", pytest.param("LogSoftmax", marks=BROADCAST)])
-def test_hand_written_functions_pass_the_judge(task, tmp_path):
-    from mkbench import store
-    from mkbench.devices import get_device
-    from mkbench.judge.evaluate import evaluate
-    from test_agents import test_settings
+def test_hand_written_functions_pass_the_judge(task, scaffold_for, judge):
 
     t = get_task(task.split("_")[0])
     source, _ = scaffold_for(t).splice(functions(task))
-    verdict = evaluate(t, source, get_device("host"), db=store.open_db(tmp_path / "judge.sqlite"), worker="scaffold-test",
-                       settings=test_settings())
+    verdict = judge(source, t)
     assert verdict.verdict == "correct", verdict.line()
     assert any(r.get("served") == "candidate" and r.get("execution_class", "").startswith("MNN::MkScaffold")
                for r in verdict.served)
@@ -220,58 +215,43 @@ def test_hand_written_functions_pass_the_judge(task, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["Softplus_2d", "LogSoftmax_axis_2"])
-def test_hand_written_composite_functions_pass_the_judge(task, tmp_path):
+def test_hand_written_composite_functions_pass_the_judge(task, scaffold_for, judge):
     """Spliced into the composite scaffold, the function is converted by the candidate's converter,
     whose record shows the scaffold's transform ran, and the model it made is judged correct."""
-    from mkbench import store
-    from mkbench.devices import get_device
-    from mkbench.judge.evaluate import evaluate
-    from test_agents import test_settings
 
     t = get_task(task)
     source, _ = scaffold_for(t).splice(functions(task))
-    verdict = evaluate(t, source, get_device("host"), db=store.open_db(tmp_path / "judge.sqlite"), worker="scaffold-test",
-                       settings=test_settings())
+    verdict = judge(source, t)
     assert verdict.verdict == "correct", verdict.line()
     assert any(r.get("served") == "candidate" and r.get("stage") == "converter" for r in verdict.served)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["Concat", "DepthToSpace"])
-def test_hand_written_copy_blocks_pass_the_judge(task, tmp_path):
+def test_hand_written_copy_blocks_pass_the_judge(task, scaffold_for, judge):
     """A geometry op that moves elements: the model's blocks become MNN's raster regions, served by
     the scaffold's computer; a block that reads past its input is refused, not run."""
-    from mkbench import store
-    from mkbench.devices import get_device
-    from mkbench.judge.evaluate import evaluate
-    from test_agents import test_settings
 
     t = get_task(task)
-    db = store.open_db(tmp_path / "judge.sqlite")
     source, _ = scaffold_for(t).splice(functions(task))
-    verdict = evaluate(t, source, get_device("host"), db=db, worker="scaffold-test", settings=test_settings())
+    verdict = judge(source, t)
     assert verdict.verdict == "correct", verdict.line()
     assert any(r.get("served") == "candidate" and r.get("stage") == "geometry" for r in verdict.served)
     if task == "Concat":
         past, _ = scaffold_for(t).splice(functions(task).replace("k * n, {0, 0, 1}, {1, 1, n}", "k * n, {0, 0, 1}, {1, 1, n + 1}"))
-        refused = evaluate(t, past, get_device("host"), db=db, worker="scaffold-test", settings=test_settings())
+        refused = judge(past, t)
         assert refused.verdict == "crash", refused.line()
 
 
 @pytest.mark.slow
-def test_packed_input_padded_to_the_backend_pack(tmp_path):
+def test_packed_input_padded_to_the_backend_pack(scaffold_for, judge):
     """After a convolution the Abs input is NC4HW4 with 3 channels padded to the pack (8 on AVX2):
     the elementwise scaffold counts what the backend allocated, and the result is correct."""
-    from mkbench import store
-    from mkbench.devices import get_device
-    from mkbench.judge.evaluate import evaluate
     from mkbench.tasks.spec import load_task
-    from test_agents import test_settings
 
     task = load_task(Path(__file__).parent / "fixtures" / "agents" / "tasks" / "PackedAbs.toml")
     source, _ = scaffold_for(task).splice(functions("Abs"))
-    verdict = evaluate(task, source, get_device("host"), db=store.open_db(tmp_path / "judge.sqlite"), worker="scaffold-test",
-                       settings=test_settings())
+    verdict = judge(source, task)
     assert verdict.verdict == "correct", verdict.line()
     executions = [r for r in verdict.served if r.get("stage", "execution") == "execution"]
     assert [(r["op_type"], r["served"]) for r in executions if r["op_type"] != "Raster"] == [
@@ -279,21 +259,16 @@ def test_packed_input_padded_to_the_backend_pack(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_input_of_one_value_is_repeated_for_the_binary_function(tmp_path):
+def test_an_input_of_one_value_is_repeated_for_the_binary_function(scaffold_for, judge):
     """The model's binary function reads n values of each input: a multiplier that holds a single
     value reaches it repeated by the scaffold, and y[i] = a[i] * b[i] is correct."""
-    from mkbench import store
-    from mkbench.devices import get_device
-    from mkbench.judge.evaluate import evaluate
     from mkbench.tasks.spec import load_task
-    from test_agents import test_settings
 
     task = load_task(Path(__file__).parent / "fixtures" / "agents" / "tasks" / "ScalarMul.toml")
     scaffold = scaffold_for(task)
     assert "void mk_binary_mul(const float* a, const float* b, float* y, size_t n);" in scaffold.stubs()
     source, _ = scaffold.splice(functions("Mul"))
-    verdict = evaluate(task, source, get_device("host"), db=store.open_db(tmp_path / "judge.sqlite"), worker="scaffold-test",
-                       settings=test_settings())
+    verdict = judge(source, task)
     assert verdict.verdict == "correct", verdict.line()
     # MNN's geometry passes a one-value input through as it is (GeometryBinary: "Can directly compute").
     assert [r["served"] for r in verdict.served if r.get("op_type") == "BinaryOp" and r.get("stage") == "execution"] == ["candidate"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -41,17 +40,14 @@ def test_newer_database_is_refused(tmp_path):
         store.open_db(path)
 
 
-def test_insert_encodes_json_and_rolls_back_on_error(tmp_path):
+def test_a_failed_transaction_leaves_nothing(tmp_path):
     db = store.open_db(tmp_path / "r.sqlite")
-    row_id = store.insert(db, "builds", {"target": "host", "what": "native", "cache_key": "k", "ok": 1,
-                                         "seconds": 1.5, "log": "fine"})
-    assert db["builds"].get(row_id)["log"] == "fine"
     with pytest.raises(sqlite3.IntegrityError):
-        store.insert(db, "builds", {"target": "host"})  # NOT NULL columns missing
-    assert db["builds"].count == 1
-    run = store.insert(db, "runs", {"id": "r1", "status": "running", "mkbench_version": "0", "config": {"a": [1]}})
-    assert json.loads(db["runs"].get("r1")["config"]) == {"a": [1]}
-    assert run
+        with store.transaction(db):
+            db.conn.execute("INSERT INTO builds (created_at, target, what, cache_key, ok, seconds, log) "
+                            "VALUES (0, 'host', 'native', 'k', 1, 0, 'first')")
+            db.conn.execute("INSERT INTO builds (target) VALUES ('host')")  # NOT NULL columns missing
+    assert db["builds"].count == 0
 
 
 def test_a_killed_writer_leaves_whole_rows_only(tmp_path):

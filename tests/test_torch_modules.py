@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mkbench.judge.compare import compare
+from mkbench.tasks.compare import compare
 from mkbench.tasks.model import build_model, constant_values, draw_inputs, reference_outputs
 from mkbench.tasks.spec import Task, load_suite
 

@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from mkbench.agents.tools.tree import HIDDEN_NOTE, TreeIndex, TreeIndexError
-from mkbench.mnn import tree as mnn_tree
+from mkbench.agents.tools.tree import HIDDEN_NOTE, TreeIndex
 
 
 @pytest.fixture(scope="module")
-def index() -> TreeIndex:
-    try:
-        root = mnn_tree.locate()
-    except mnn_tree.TreeError as error:
-        pytest.skip(f"MNN tree not found: {error}")
-    return TreeIndex.build(root)
+def index(mnn_root) -> TreeIndex:
+    return TreeIndex.build(mnn_root)
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +72,10 @@ def test_documents_are_searched_by_words(unary):
     assert "skills/" in text or "docs/" in text or "AGENTS.md" in text
 
 
-def test_the_index_is_cached_under_the_cache_dir(mkbench_home):
-    try:
-        first = TreeIndex.load()
-    except TreeIndexError as error:
-        pytest.skip(str(error))
+def test_the_index_is_cached_under_the_cache_dir(mkbench_home, mnn_settings):
+    first = TreeIndex.load(mnn_settings)
     files = list((mkbench_home / "cache" / "tree-index").glob("*.json"))
     assert len(files) == 1
     data = json.loads(files[0].read_text())
     assert len(data["symbols"]) == len(first.symbols) > 5000
-    assert TreeIndex.load() is first  # the same process reuses it
+    assert TreeIndex.load(mnn_settings) is first  # the same process reuses it

@@ -20,7 +20,7 @@ from mkbench import settings as settings_module
 from mkbench import store
 from mkbench.agents.attempt import Candidate
 from mkbench.agents.tools import fixits
-from mkbench.agents.tools.scaffold import BEGIN_MARK, END_MARK
+from mkbench.kinds.scaffold import BEGIN_MARK, END_MARK
 from mkbench.devices import get_device
 from mkbench.judge.evaluate import evaluate
 from mkbench.llm.chat import extract_code
@@ -60,22 +60,23 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
-    db = store.open_db(settings_module.load().db_path)
+    s = settings_module.load()
+    db = store.open_db(s.db_path)
     rows = db.conn.execute("SELECT task, candidate FROM evaluations WHERE run_id = ? AND verdict = 'compile-error' "
                            "GROUP BY candidate_sha256 ORDER BY MIN(id)", [args.run]).fetchall()[: args.limit]
-    host = get_device("host")
+    host = get_device("host", s)
     totals = {"failed builds": 0, "with fix-its": 0, "built after": 0, "correct after": 0}
     for task_name, source in rows:
         task = get_task(task_name)
         mode_name, candidate = as_candidate(source)
-        before = evaluate(task, source, host, worker=WORKER)
+        before = evaluate(task, source, host, s, worker=WORKER)
         totals["failed builds"] += 1
         fixed, edits = fixits.fix(candidate, before.compiler_output, InOriginal(source, candidate.region))
         if fixed is None:
             print(f"{task_name} ({mode_name}): no fix-it in the model's code; {before.reason[:100]}")
             continue
         totals["with fix-its"] += 1
-        after = evaluate(task, fixed.source, host, worker=WORKER) if fixed.source else None
+        after = evaluate(task, fixed.source, host, s, worker=WORKER) if fixed.source else None
         verdict = after.verdict if after else f"lint: {fixed.rejected}"
         totals["built after"] += bool(after and after.compiled)
         totals["correct after"] += bool(after and after.correct)

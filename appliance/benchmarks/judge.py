@@ -43,21 +43,22 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--task", action="append", default=None, help="tasks for the noise floor")
     args = parser.parse_args()
-    host = get_device("host")
+    s = settings_module.load()
+    host = get_device("host", s)
     for kind, task_name, example in KINDS:
         source = (EXAMPLES / example).read_text()
         task = _as_kind(get_task(task_name), kind)
         for index in range(args.evaluations):
             started = time.monotonic()
             # A unique comment makes the first build ccache-cold; later ones reuse the worker's build.
-            verdict = evaluate(task, source + f"\n// evaluation {index}\n" * (index == 0), host)
+            verdict = evaluate(task, source + f"\n// evaluation {index}\n" * (index == 0), host, s)
             total = time.monotonic() - started
             stages = "  ".join(f"{k} {v:.2f}s" for k, v in verdict.stage_seconds.items())
             speedup = f"{verdict.speedup:.3f}" if verdict.speedup else "-"
             print(f"{kind} {task_name} evaluation {index + 1}: {verdict.verdict}, total {total:.2f}s  ({stages})  "
                   f"speedup {speedup}")
     for name in args.task or ["Softmax", "Exp"]:
-        floor = selftest.measure(get_task(name), host, pairs=args.pairs)
+        floor = selftest.measure(get_task(name), host, s, pairs=args.pairs)
         print(f"native vs native, {name}: median ratio {floor.speedup:.3f}, per-pair {floor.low:.3f}-{floor.high:.3f} "
               f"over {floor.pairs} pairs ({floor.median_ms:.3f} ms per run iteration)")
 

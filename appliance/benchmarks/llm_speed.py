@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mkbench import store
+from mkbench import settings as settings_module
 from mkbench.llm import Chat, Message, Recorder
 from mkbench.llm.llamacpp import LlamaCppBackend, import_llama_cpp
 from mkbench.llm.models import load_manifest
@@ -57,7 +58,7 @@ def main() -> None:
     if load > threads * 0.5:
         print(f"warning: load average {load:.1f} on {os.cpu_count()} cores: figures will be noisy", file=sys.stderr)
 
-    backend = LlamaCppBackend.load(args.model, n_ctx=args.n_prompt + args.n_gen + 256, n_threads=threads, n_batch=args.n_batch)
+    backend = LlamaCppBackend.load(args.model, settings_module.load(), n_ctx=args.n_prompt + args.n_gen + 256, n_threads=threads, n_batch=args.n_batch)
     with backend, tempfile.TemporaryDirectory() as scratch:
         chat = Chat(backend, Recorder(store.open_db(Path(scratch) / "bench.sqlite")))
         long_prompts = [prompt_of(backend, args.n_prompt, run) for run in range(args.repetitions + 1)]

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mkbench import settings as settings_module
+from mkbench.kinds.cpu_execution import REGISTRATION
 from mkbench.mnn import build, inject
 
 EXAMPLE = settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp"
@@ -51,8 +52,8 @@ def candidate(target: str) -> tuple[float, float]:
     s = settings_module.load()
     build.build_native(target, s)  # make sure only the candidate is measured
     source = f"// {uuid.uuid4()}\n" + EXAMPLE.read_text()
-    cold = inject.build_candidate(source, [("UnaryOp", "ABS")], target, "bench", s)
-    warm = inject.build_candidate(source, [("UnaryOp", "ABS")], target, "bench", s)
+    cold = inject.build_candidate(source, [("UnaryOp", "ABS")], target, "bench", s, REGISTRATION)
+    warm = inject.build_candidate(source, [("UnaryOp", "ABS")], target, "bench", s, REGISTRATION)
     if not (cold.ok and warm.ok):
         raise SystemExit(f"candidate build failed: {cold.reason or warm.reason}")
     return cold.seconds, warm.seconds

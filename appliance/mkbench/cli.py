@@ -1,7 +1,8 @@
 """The `mkbench` command: parse options, call one library function, print.
 
 No logic lives here. Each area has its group; a command prints a table by default and
-JSON with --json where a machine reads it.
+JSON with --json where a machine reads it. The settings are read here, once per invocation
+(`main` puts them in click's context object), and passed down to every library call.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import click
 
 from . import __version__
+from . import settings as settings_module
 
 
 def fail(message: str) -> None:
@@ -26,18 +28,21 @@ def echo_json(value) -> None:
 
 @click.group()
 @click.version_option(__version__, prog_name="mkbench")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """MobileKernelBench: judge LLM-written MNN CPU kernels on phones, and MoKA, the agent that writes them."""
+    ctx.obj = settings_module.load()
 
 
 # ---------------------------------------------------------------- doctor
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def doctor(as_json: bool) -> None:
+@click.pass_obj
+def doctor(s: settings_module.Settings, as_json: bool) -> None:
     """What is present and what is missing, one line each."""
     from .doctor import run_checks
 
-    checks = run_checks()
+    checks = run_checks(s)
     if as_json:
         echo_json([c.__dict__ for c in checks])
         return
@@ -51,10 +56,10 @@ def tasks() -> None:
     """The task suite: list, show, validate, import."""
 
 
-def _load_tasks(suite: str, names: tuple[str, ...] = (), category: str | None = None):
+def _load_tasks(s: settings_module.Settings, suite: str, names: tuple[str, ...] = (), category: str | None = None):
     from .tasks import all_tasks
 
-    found, errors = all_tasks(None if suite == "all" else suite)
+    found, errors = all_tasks(None if suite == "all" else suite, s.tasks_dir)
     for error in errors:
         click.echo(f"mkbench: bad task file: {error}", err=True)
     if names:
@@ -71,9 +76,10 @@ def _load_tasks(suite: str, names: tuple[str, ...] = (), category: str | None = 
 @click.option("--suite", default="paper", show_default=True, help="paper, extra, imported, or all")
 @click.option("--category", default=None)
 @click.option("--json", "as_json", is_flag=True)
-def tasks_list(suite: str, category: str | None, as_json: bool) -> None:
+@click.pass_obj
+def tasks_list(s: settings_module.Settings, suite: str, category: str | None, as_json: bool) -> None:
     """Every task with its operator, category, kind and status."""
-    found, _ = _load_tasks(suite, category=category)
+    found, _ = _load_tasks(s, suite, category=category)
     rows = [{"name": t.name, "suite": t.suite, "category": t.category, "operator": t.operator,
              "kind": t.mnn.kind if t.mnn else None, "targets": [list(x) for x in t.mnn.targets] if t.mnn else [],
              "runnable": t.status.runnable, "status": "runnable" if t.status.runnable else t.status.reason,
@@ -97,16 +103,17 @@ def tasks_list(suite: str, category: str | None, as_json: bool) -> None:
 @click.option("--workers", default=2, show_default=True, help="parallel worker processes")
 @click.option("--write", is_flag=True, help="record the findings ([mnn], [status]) in the spec files")
 @click.option("--json", "as_json", is_flag=True)
-def tasks_validate(names: tuple[str, ...], suite: str, workers: int, write: bool, as_json: bool) -> None:
+@click.pass_obj
+def tasks_validate(s: settings_module.Settings, names: tuple[str, ...], suite: str, workers: int, write: bool, as_json: bool) -> None:
     """Check every task: model, reference, onnx node tests, MNN conversion, native MNN."""
-    from .tasks import validate as task_validate
+    from . import validate as task_validate
 
-    found, errors = _load_tasks(suite, names)
-    checks = task_validate.validate(found, workers)
+    found, errors = _load_tasks(s, suite, names)
+    checks = task_validate.validate(found, s, workers)
     if write:
         for task, check in zip(found, checks):
             task_validate.findings_to_spec(task, check)
-        found, errors = _load_tasks(suite, names)
+        found, errors = _load_tasks(s, suite, names)
     summary = task_validate.summarise(found, checks, written=write)
     if as_json:
         echo_json({"summary": summary.__dict__, "tasks": [task_validate.to_json(c) for c in checks]})
@@ -130,12 +137,13 @@ def tasks_validate(names: tuple[str, ...], suite: str, workers: int, write: bool
 
 @tasks.command("show")
 @click.argument("name")
-def tasks_show(name: str) -> None:
+@click.pass_obj
+def tasks_show(s: settings_module.Settings, name: str) -> None:
     """One task: its spec, its PyTorch module and its MNN target."""
     from .tasks import TaskError, get_task
 
     try:
-        task = get_task(name)
+        task = get_task(name, s.tasks_dir)
     except TaskError as error:
         fail(str(error))
     click.echo(task.path.read_text())
@@ -147,15 +155,15 @@ def tasks_show(name: str) -> None:
               help="where the tasks are written  [default: the tasks folder's imported/]")
 @click.option("--timeout", default=120.0, show_default=True, help="seconds one file may take to build, run and export")
 @click.option("--workers", default=1, show_default=True, help="files imported at once")
-def tasks_import(paths: tuple[str, ...], out_dir: str | None, timeout: float, workers: int) -> None:
+@click.pass_obj
+def tasks_import(s: settings_module.Settings, paths: tuple[str, ...], out_dir: str | None, timeout: float, workers: int) -> None:
     """Import task files in KernelBench's format (a file, a folder of them, or a folder of category folders)."""
     from pathlib import Path
 
-    from . import settings as settings_module
     from .tasks.kernelbench import TorchMissing, import_files
 
     try:
-        results = import_files([Path(p) for p in paths], Path(out_dir) if out_dir else settings_module.load().tasks_dir / "imported",
+        results = import_files([Path(p) for p in paths], Path(out_dir) if out_dir else s.tasks_dir / "imported",
                                timeout, workers)
     except TorchMissing as error:
         fail(str(error))
@@ -173,11 +181,12 @@ def mnn() -> None:
 
 @mnn.command("status")
 @click.option("--json", "as_json", is_flag=True)
-def mnn_status(as_json: bool) -> None:
+@click.pass_obj
+def mnn_status(s: settings_module.Settings, as_json: bool) -> None:
     """The tree and each target's build: present, missing, and how to get them."""
     from .mnn import build as mnn_build
 
-    rows = mnn_build.status()
+    rows = mnn_build.status(s)
     if as_json:
         echo_json([r.__dict__ for r in rows])
         return
@@ -188,27 +197,36 @@ def mnn_status(as_json: bool) -> None:
 @mnn.command("build")
 @click.option("--target", "targets", multiple=True, type=click.Choice(["host", "arm64"]), default=("host",),
               show_default=True)
-def mnn_build_command(targets: tuple[str, ...]) -> None:
-    """Build (or reuse) MNN's CPU library and our runner for each target (minutes, once)."""
+@click.option("--converter", is_flag=True, help="also MNNConvert from the tree (about 20 minutes cold on 2 cores)")
+@click.pass_obj
+def mnn_build_command(s: settings_module.Settings, targets: tuple[str, ...], converter: bool) -> None:
+    """Build (or reuse) MNN's CPU library and our runner for each target, and MNNConvert (minutes, once)."""
     from .mnn import build as mnn_build
+    from .mnn import converter_build
     from .mnn.tree import TreeError
 
     for target in targets:
         try:
-            native = mnn_build.build_native(target)
+            native = mnn_build.build_native(target, s)
         except (TreeError, mnn_build.BuildError, RuntimeError) as error:
             fail(f"{target}: {str(error).splitlines()[0]}")
         click.echo(f"{target}: {native.directory}")
+    if converter:
+        try:
+            click.echo(f"converter: {converter_build.build_converter(s).converter}")
+        except (TreeError, mnn_build.BuildError, RuntimeError) as error:
+            fail(f"converter: {str(error).splitlines()[0]}")
 
 
 @mnn.command("fetch")
-def mnn_fetch() -> None:
+@click.pass_obj
+def mnn_fetch(s: settings_module.Settings) -> None:
     """Clone the pinned MNN tag (needs a network; offline it says how to supply the tree)."""
     from .mnn import tree
     from .mnn.tree import TreeError
 
     try:
-        click.echo(tree.fetch())
+        click.echo(tree.fetch(s))
     except TreeError as error:
         fail(str(error))
 
@@ -223,10 +241,12 @@ def devices(ctx: click.Context, as_json: bool, servers: tuple[str, ...]) -> None
     if ctx.invoked_subcommand is not None:
         return
     from .devices import survey
+
+    s = ctx.obj
     from .devices.fingerprint import summary
 
     try:
-        reports = survey(servers)
+        reports = survey(s, servers)
     except (RuntimeError, ValueError) as error:
         fail(str(error))
     if as_json:
@@ -244,12 +264,13 @@ def devices(ctx: click.Context, as_json: bool, servers: tuple[str, ...]) -> None
 
 @devices.command("show")
 @click.argument("name")
-def devices_show(name: str) -> None:
+@click.pass_obj
+def devices_show(s: settings_module.Settings, name: str) -> None:
     """The full fingerprint of one device (JSON)."""
     from .devices import DeviceLost, DeviceNotFound, get_device
 
     try:
-        echo_json(get_device(name).fingerprint())
+        echo_json(get_device(name, s).fingerprint())
     except (DeviceNotFound, DeviceLost, RuntimeError, ValueError) as error:
         fail(str(error))
 
@@ -260,53 +281,53 @@ def emulator() -> None:
     """The mkbench emulator: an arm64 'phone' on loopback for labs without one (correctness only)."""
 
 
-def _emulator_line(s) -> str:
-    if not s.running:
-        return f"emulator on port {s.port}: stopped"
-    return f"emulator {s.serial}: running (pid {s.pid}), adb {s.adb_state or 'no server'}, sandbox {s.sandbox}, log {s.log}"
+def _emulator_line(e) -> str:
+    if not e.running:
+        return f"emulator on port {e.port}: stopped"
+    return f"emulator {e.serial}: running (pid {e.pid}), adb {e.adb_state or 'no server'}, sandbox {e.sandbox}, log {e.log}"
 
 
 @emulator.command("start")
 @click.option("--port", type=int, default=5599, show_default=True)
 @click.option("--sandbox", type=click.Path(file_okay=False), help="folder standing in for the device's / (default: under MKBENCH_HOME)")
 @click.option("--no-connect", is_flag=True, help="do not `adb connect` it")
-def emulator_start(port: int, sandbox: str | None, no_connect: bool) -> None:
+@click.pass_obj
+def emulator_start(s: settings_module.Settings, port: int, sandbox: str | None, no_connect: bool) -> None:
     """Start the emulator in the background and attach it to the adb server."""
     from pathlib import Path
 
-    from . import settings as settings_module
     from .devices import emulator_ctl
 
     try:
-        s = emulator_ctl.start(settings_module.load(), port, Path(sandbox) if sandbox else None, connect=not no_connect)
+        started = emulator_ctl.start(s, port, Path(sandbox) if sandbox else None, connect=not no_connect)
     except RuntimeError as error:
         fail(str(error))
-    click.echo(_emulator_line(s))
+    click.echo(_emulator_line(started))
 
 
 @emulator.command("stop")
 @click.option("--port", type=int, default=5599, show_default=True)
-def emulator_stop(port: int) -> None:
+@click.pass_obj
+def emulator_stop(s: settings_module.Settings, port: int) -> None:
     """Detach the emulator from adb and stop it."""
-    from . import settings as settings_module
     from .devices import emulator_ctl
 
-    click.echo(_emulator_line(emulator_ctl.stop(settings_module.load(), port)))
+    click.echo(_emulator_line(emulator_ctl.stop(s, port)))
 
 
 @emulator.command("status")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def emulator_status(as_json: bool) -> None:
+@click.pass_obj
+def emulator_status(s: settings_module.Settings, as_json: bool) -> None:
     """Every emulator this MKBENCH_HOME started: running or not, and its adb state."""
-    from . import settings as settings_module
     from .devices import emulator_ctl
 
-    statuses = emulator_ctl.status_all(settings_module.load())
+    statuses = emulator_ctl.status_all(s)
     if as_json:
-        echo_json([s.__dict__ for s in statuses])
+        echo_json([e.__dict__ for e in statuses])
         return
-    for s in statuses or [emulator_ctl.status(settings_module.load())]:
-        click.echo(_emulator_line(s))
+    for e in statuses or [emulator_ctl.status(s)]:
+        click.echo(_emulator_line(e))
 
 
 # ---------------------------------------------------------------- models
@@ -317,12 +338,13 @@ def models() -> None:
 
 @models.command("install")
 @click.argument("name", required=False)
-def models_install(name: str | None) -> None:
+@click.pass_obj
+def models_install(s: settings_module.Settings, name: str | None) -> None:
     """Download, join and verify a manifest model (the default model if no NAME)."""
     from .llm.models import ModelError, install
 
     try:
-        installed = install(name, progress=click.echo)
+        installed = install(name, s, progress=click.echo)
     except ModelError as error:
         fail(str(error))
     click.echo(f"{installed.name}: verified, {installed.path}")
@@ -331,12 +353,13 @@ def models_install(name: str | None) -> None:
 @models.command("list")
 @click.option("--verify", is_flag=True, help="rehash every file, not only those that changed")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def models_list(verify: bool, as_json: bool) -> None:
+@click.pass_obj
+def models_list(s: settings_module.Settings, verify: bool, as_json: bool) -> None:
     """Known, installed and found models, and whether each file is verified."""
     from .llm.models import ModelError, list_models
 
     try:
-        statuses = list_models(verify=verify)
+        statuses = list_models(s, verify=verify)
     except ModelError as error:
         fail(str(error))
     if as_json:
@@ -352,14 +375,15 @@ def models_list(verify: bool, as_json: bool) -> None:
 @click.option("--name", help="name to register it under (default: the file name)")
 @click.option("--chat-format", default="", help="llama-cpp-python chat format, for a GGUF without a chat template")
 @click.option("--context-length", type=int, help="context length (default: the GGUF's)")
-def models_add(path: str, name: str | None, chat_format: str, context_length: int | None) -> None:
+@click.pass_obj
+def models_add(s: settings_module.Settings, path: str, name: str | None, chat_format: str, context_length: int | None) -> None:
     """Register a GGUF file (checked for corruption and truncation, then hashed)."""
     from pathlib import Path
 
     from .llm.models import ModelError, add
 
     try:
-        added = add(Path(path), name=name, chat_format=chat_format, context_length=context_length)
+        added = add(Path(path), s, name=name, chat_format=chat_format, context_length=context_length)
     except ModelError as error:
         fail(str(error))
     click.echo(f"{added.name}: registered, sha256 {added.sha256}, {added.path}")
@@ -371,22 +395,22 @@ def models_add(path: str, name: str | None, chat_format: str, context_length: in
 @click.option("--kernel", "kernel_path", required=True, type=click.Path(dir_okay=False), help="the candidate C++ file")
 @click.option("--device", "device_name", default="host", show_default=True, help="host, qemu-arm64, or an adb serial")
 @click.option("--json", "as_json", is_flag=True)
-def eval_command(task_name: str, kernel_path: str, device_name: str, as_json: bool) -> None:
+@click.pass_obj
+def eval_command(s: settings_module.Settings, task_name: str, kernel_path: str, device_name: str, as_json: bool) -> None:
     """Judge one candidate kernel on one task and device, and store the verdict."""
     from pathlib import Path
 
-    from . import settings as settings_module
     from . import store
     from .devices import get_device
     from .judge.evaluate import evaluate
     from .tasks import TaskError, get_task
 
     try:
-        task = get_task(task_name)
+        task = get_task(task_name, s.tasks_dir)
         source = Path(kernel_path).read_text()
-        device = get_device(device_name)
-        db = store.open_db(settings_module.load().db_path)
-        verdict = evaluate(task, source, device, db=db)
+        device = get_device(device_name, s)
+        db = store.open_db(s.db_path)
+        verdict = evaluate(task, source, device, s, db=db)
     except (TaskError, OSError, LookupError, RuntimeError) as error:
         fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
     if as_json:
@@ -406,21 +430,24 @@ def eval_command(task_name: str, kernel_path: str, device_name: str, as_json: bo
 @click.option("--task", "task_names", multiple=True, help="tasks to time (default: a spread of kinds)")
 @click.option("--pairs", default=6, show_default=True, help="native/native pairs per task")
 @click.option("--json", "as_json", is_flag=True)
-def selftest(device_name: str, task_names: tuple[str, ...], pairs: int, as_json: bool) -> None:
+@click.pass_obj
+def selftest(s: settings_module.Settings, device_name: str, task_names: tuple[str, ...], pairs: int, as_json: bool) -> None:
     """The noise floor: native MNN timed against itself; speedups inside it are parity."""
+    from . import store
     from .devices import get_device
     from .judge import selftest as selftest_module
+    from .report import store_noise_floors
     from .tasks import TaskError, get_task
 
     try:
-        device = get_device(device_name)
-        tasks_to_time = [get_task(n) for n in (task_names or selftest_module.DEFAULT_TASKS)]
+        device = get_device(device_name, s)
+        tasks_to_time = [get_task(n, s.tasks_dir) for n in (task_names or selftest_module.DEFAULT_TASKS)]
     except (TaskError, LookupError) as error:
         fail(str(error))
     floors = []
     for task in tasks_to_time:
         try:
-            floor = selftest_module.measure(task, device, pairs)
+            floor = selftest_module.measure(task, device, s, pairs)
         except RuntimeError as error:
             click.echo(f"{task.name}: {str(error).splitlines()[0]}", err=True)
             continue
@@ -428,7 +455,7 @@ def selftest(device_name: str, task_names: tuple[str, ...], pairs: int, as_json:
         if not as_json:
             click.echo(f"{floor.task:<14} native/native {floor.speedup:.3f}  per-pair {floor.low:.3f}-{floor.high:.3f}"
                        f"  ({floor.median_ms:.3f} ms, {floor.pairs} pairs){'' if floor.reportable else '  [emulated: not reportable]'}")
-    _store_noise_floors(device, floors)
+    store_noise_floors(store.open_db(s.db_path), device, floors)
     if as_json:
         echo_json([f.__dict__ for f in floors])
     elif floors:
@@ -436,30 +463,18 @@ def selftest(device_name: str, task_names: tuple[str, ...], pairs: int, as_json:
         click.echo(f"noise floor on {device.serial}: speedups within {low:.3f}-{high:.3f} are parity")
 
 
-def _store_noise_floors(device, floors) -> None:
-    """Keep the floors for the report (when the store has a table for them)."""
-    from . import settings as settings_module
-    from . import store
-
-    try:
-        from .report import store_noise_floors
-    except ImportError:
-        return
-    store_noise_floors(store.open_db(settings_module.load().db_path), device, floors)
-
-
 # ---------------------------------------------------------------- show
 @main.command()
 @click.argument("attempt_id", type=int)
 @click.option("--full", is_flag=True, help="whole prompts and answers, not only their openings")
 @click.option("--json", "as_json", is_flag=True, help="the attempt, its steps and LLM calls as JSON")
-def show(attempt_id: int, full: bool, as_json: bool) -> None:
+@click.pass_obj
+def show(s: settings_module.Settings, attempt_id: int, full: bool, as_json: bool) -> None:
     """Replay one attempt's trajectory: every prompt, answer, tool call, lint result and verdict."""
-    from . import settings as settings_module
     from . import store
     from .agents import trajectory
 
-    db = store.open_db(settings_module.load().db_path)
+    db = store.open_db(s.db_path)
     try:
         if as_json:
             echo_json(trajectory.load(db, attempt_id))
@@ -490,7 +505,8 @@ def _run_summary_exit(summary) -> None:
 @click.option("--run-id", default=None, help="name the new run")
 @click.option("--quiet", "-q", is_flag=True, help="one plain line per item (for logs), no progress bars")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
-def run_all_command(config_path, suite, task_words, categories, generators, modes, model, devices, pool, budget_items,
+@click.pass_obj
+def run_all_command(s: settings_module.Settings, config_path, suite, task_words, categories, generators, modes, model, devices, pool, budget_items,
                     workers_per_device, new, run_id, quiet, as_json) -> None:
     """Run every selected task x generator x device, resuming this selection's run if it stopped."""
     from pathlib import Path
@@ -509,7 +525,7 @@ def run_all_command(config_path, suite, task_words, categories, generators, mode
                      "devices": list(devices) or None, "pool": pool, "budget": budget or None,
                      "workers_per_device": workers_per_device}
         config = RunConfig.build(Path(config_path) if config_path else None, overrides)
-        summary = run_all(config, new=new, run_id=run_id, progress=Progress(quiet=quiet))
+        summary = run_all(config, s, new=new, run_id=run_id, progress=Progress(quiet=quiet))
     except (RunError, ValueError) as error:
         fail(str(error))
     if as_json:
@@ -524,13 +540,14 @@ def run() -> None:
 
 @run.command("list")
 @click.option("--json", "as_json", is_flag=True)
-def run_list(as_json: bool) -> None:
+@click.pass_obj
+def run_list(s: settings_module.Settings, as_json: bool) -> None:
     """Every run, newest first, with how far it got."""
     import time
 
     from .run import list_runs
 
-    runs = list_runs()
+    runs = list_runs(s)
     if as_json:
         echo_json([r.__dict__ for r in runs])
         return
@@ -546,12 +563,13 @@ def run_list(as_json: bool) -> None:
 @click.argument("run_id")
 @click.option("--quiet", "-q", is_flag=True, help="one plain line per item (for logs), no progress bars")
 @click.option("--json", "as_json", is_flag=True)
-def run_resume(run_id: str, quiet: bool, as_json: bool) -> None:
+@click.pass_obj
+def run_resume(s: settings_module.Settings, run_id: str, quiet: bool, as_json: bool) -> None:
     """Continue a run where it stopped: redo nothing finished."""
     from .run import Progress, RunError, resume
 
     try:
-        summary = resume(run_id, progress=Progress(quiet=quiet))
+        summary = resume(run_id, s, progress=Progress(quiet=quiet))
     except RunError as error:
         fail(str(error))
     if as_json:
@@ -563,13 +581,14 @@ def run_resume(run_id: str, quiet: bool, as_json: bool) -> None:
 @click.argument("run_id")
 @click.option("--device", "-d", "serial", default="qemu-arm64", show_default=True,
               help="where to judge again: qemu-arm64, an adb serial, host")
-def run_recheck(run_id: str, serial: str) -> None:
+@click.pass_obj
+def run_recheck(s: settings_module.Settings, run_id: str, serial: str) -> None:
     """Judge a run's correct kernels again on another device (arm64 correctness for a host run);
     the report counts the rechecks in its notes."""
     from .run import RunError, recheck
 
     try:
-        rows = recheck(run_id, serial, echo=click.echo)
+        rows = recheck(run_id, serial, s, echo=click.echo)
     except (RunError, LookupError) as error:  # an unknown run or device
         fail(str(error))
     kept = sum(r["verdict"] == "correct" for r in rows)
@@ -578,12 +597,13 @@ def run_recheck(run_id: str, serial: str) -> None:
 
 @run.command("show")
 @click.argument("run_id")
-def run_show(run_id: str) -> None:
+@click.pass_obj
+def run_show(s: settings_module.Settings, run_id: str) -> None:
     """A run's config, provenance (versions, MNN, toolchains, model, devices) and device states (JSON)."""
     from .run import RunError, show_run
 
     try:
-        echo_json(show_run(run_id))
+        echo_json(show_run(run_id, s))
     except RunError as error:
         fail(str(error))
 
@@ -595,17 +615,17 @@ def run_show(run_id: str) -> None:
 @click.option("--markdown", is_flag=True, help="print the Markdown instead of the terminal table")
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
 @click.option("--json", "as_json", is_flag=True, help="the metrics as JSON")
-def report(run_id: str | None, ps: tuple[float, ...], out_dir: str | None, markdown: bool, no_plots: bool, as_json: bool) -> None:
+@click.pass_obj
+def report(s: settings_module.Settings, run_id: str | None, ps: tuple[float, ...], out_dir: str | None, markdown: bool, no_plots: bool, as_json: bool) -> None:
     """The paper's metrics for a run (the newest by default): table, Markdown, plots."""
     from pathlib import Path
 
-    from . import settings as settings_module
     from . import store
     from .report import DEFAULT_PS, format_table, write_report
 
     try:
-        db = store.open_db(settings_module.load().db_path)
-        result, markdown_path, plots, message = write_report(db, run_id, Path(out_dir) if out_dir else None,
+        db = store.open_db(s.db_path)
+        result, markdown_path, plots, message = write_report(db, run_id, Path(out_dir) if out_dir else None, s.home,
                                                              ps or DEFAULT_PS, plots=not no_plots)
     except LookupError as error:
         fail(str(error).strip("'\""))
@@ -626,17 +646,16 @@ def report(run_id: str | None, ps: tuple[float, ...], out_dir: str | None, markd
 @click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for the files (default MKBENCH_HOME/exports)")
 @click.option("--full", is_flag=True, help="also the large text fields: candidate source, compiler output, prompts, answers")
-def export(run_id: str | None, fmt: str, out_dir: str | None, full: bool) -> None:
+@click.pass_obj
+def export(s: settings_module.Settings, run_id: str | None, fmt: str, out_dir: str | None, full: bool) -> None:
     """Export a run's attempts (one row each) and its LLM calls (one row each) as CSV."""
     from pathlib import Path
 
-    from . import settings as settings_module
     from . import store
     from .report import export_csv
 
     try:
-        attempts, calls = export_csv(store.open_db(settings_module.load().db_path), run_id,
-                                     Path(out_dir) if out_dir else None, full)
+        attempts, calls = export_csv(store.open_db(s.db_path), run_id, Path(out_dir) if out_dir else None, s.home, full)
     except LookupError as error:
         fail(str(error).strip("'\""))
     click.echo(attempts)

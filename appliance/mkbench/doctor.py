@@ -1,22 +1,19 @@
-"""`mkbench doctor`: what this machine has for the benchmark, and how to get what it lacks."""
+"""`mkbench doctor`: what this machine has for the benchmark, and how to get what it lacks.
+
+It sits above the modules it reports on: each owner of a resource says how it is doing with
+`doctor_checks(settings) -> list[Check]` (Check lives in the leaf module checks.py).
+"""
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import shutil
-from dataclasses import dataclass
 
 from . import settings as settings_module
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the doctor's report."""
-
-    name: str
-    ok: bool
-    detail: str  # what was found, or how to get it
+from .checks import Check
+from .devices import doctor_checks as device_checks
+from .llm.models import doctor_checks as model_checks
+from .mnn.status import doctor_checks as mnn_checks
 
 
 def _tool(name: str, binary: str, how: str) -> Check:
@@ -29,9 +26,8 @@ def _module(name: str, module: str, how: str) -> Check:
     return Check(name, found, "installed" if found else f"missing: {how}")
 
 
-def run_checks() -> list[Check]:
+def run_checks(s: settings_module.Settings) -> list[Check]:
     """Check compilers, the MNN tree and builds, models, adb and devices; never raises."""
-    s = settings_module.load()
     checks = [
         _tool("host C++ compiler", "g++", "apt-get install g++"),
         _tool("cmake", "cmake", "apt-get install cmake"),
@@ -57,21 +53,12 @@ def _arm64_toolchain(s: settings_module.Settings) -> Check:
 
 
 def _extra_checks(s: settings_module.Settings) -> list[Check]:
-    """Checks owned by other modules (MNN tree, models, devices), each isolated from failure."""
+    """Checks owned by the modules that own a resource (MNN tree and builds, models, devices),
+    each isolated from failure: a broken probe is itself a finding, never a crash."""
     checks: list[Check] = []
-    for dotted in OWNED_CHECKS:
-        module_name, function_name = dotted.split(":")
+    for name, probe in (("mnn", mnn_checks), ("models", model_checks), ("devices", device_checks)):
         try:
-            probe = getattr(importlib.import_module(module_name), function_name)
             checks.extend(probe(s))
-        except Exception as error:  # a broken probe is itself a finding, never a crash
-            checks.append(Check(dotted, False, f"check failed: {error}"))
+        except Exception as error:
+            checks.append(Check(f"{name} checks", False, f"check failed: {error}"))
     return checks
-
-
-# Each module that owns a resource says how it is doing: `doctor_checks(settings) -> list[Check]`.
-OWNED_CHECKS = [
-    "mkbench.mnn.tree:doctor_checks",
-    "mkbench.llm.models:doctor_checks",
-    "mkbench.devices:doctor_checks",
-]

@@ -25,12 +25,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from . import store
+from .store import rows as store_rows
 
 DEFAULT_PS = (0.5, 1.0, 1.5)
 OVERALL = "*"  # the task name of a device's overall noise floor
@@ -39,21 +38,12 @@ OVERALL = "*"  # the task name of a device's overall noise floor
 # ---------------------------------------------------------------- noise floors
 
 
-def record_noise_floor(db, device_id: str, task: str, low: float, high: float) -> int:
-    """Store one noise floor (native against native: the lowest and highest speedup seen) for a
-    device and a task, or the device's overall floor with task "*". The newest row wins."""
-    if not low <= high:
-        raise ValueError(f"a noise floor needs low <= high, got {low} > {high}")
-    return store.insert(db, "noise_floors", {"created_at": time.time(), "device_id": device_id, "task": task,
-                                             "low": float(low), "high": float(high)})
-
-
 def store_noise_floors(db, device, floors: Iterable) -> list[int]:
     """Store what `mkbench selftest` measured (objects with task, low, high) under the device's id."""
     from .devices import store_device
 
     key = store_device(db, device)
-    return [record_noise_floor(db, key, floor.task, floor.low, floor.high) for floor in floors]
+    return [store_rows.record_noise_floor(db, key, floor.task, floor.low, floor.high) for floor in floors]
 
 
 def noise_floors(db, device_id: str) -> dict[str, tuple[float, float]]:
@@ -142,11 +132,10 @@ def latest_run(db) -> str | None:
 
 def load_run(db, run_id: str) -> RunData:
     """Read everything the report and the export need about one run."""
-    rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
-    if not rows:
+    run = store_rows.run_row(db, run_id)
+    if run is None:
         raise LookupError(f"no run {run_id!r}: see `mkbench run list`")
-    run = rows[0]
-    config, prov = _json(run["config"]), _json(run.get("provenance"))
+    config, prov = store_rows.json_dict(run["config"]), store_rows.json_dict(run.get("provenance"))
     tasks = {t["name"]: t for t in config.get("tasks", [])}
     emulated = {r["id"]: bool(r["emulated"]) for r in db.query("SELECT id, emulated FROM devices")}
     devices, slot_of, serial_of = {}, {}, {}
@@ -199,7 +188,7 @@ def load_run(db, run_id: str) -> RunData:
 
 def _outcome(a: dict, evaluation: dict | None, task: dict, slot: str, serial: str, reportable: bool,
              floor: tuple[float, float] | None) -> Outcome:
-    summary = _json(a["summary"])
+    summary = store_rows.json_dict(a["summary"])
     best = summary.get("best_verdict") or (summary.get("best") if isinstance(summary.get("best"), dict) else None) or {}
     if evaluation is not None:
         verdict = evaluation["verdict"]
@@ -222,14 +211,6 @@ def _outcome(a: dict, evaluation: dict | None, task: dict, slot: str, serial: st
         speedup=speedup, floor=floor, candidates=n, correct_candidates=c, llm_calls=int(summary.get("llm_calls") or 0),
         tokens=int(summary.get("prompt_tokens") or 0) + int(summary.get("completion_tokens") or 0),
         seconds=float(summary.get("seconds") or 0.0))
-
-
-def _json(text) -> dict:
-    try:
-        value = json.loads(text or "{}")
-    except (json.JSONDecodeError, TypeError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # ---------------------------------------------------------------- metrics
@@ -415,10 +396,10 @@ def tables(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
 def format_table(report: Report) -> str:
     """The report as aligned plain-text tables for a terminal."""
     out = [f"run {report.run_id} ({report.status}): shares in % of items; fast_p counts parity (inside the noise floor) as 1.0"]
-    for title, header, rows in tables(report):
-        widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    for title, header, table_rows in tables(report):
+        widths = [max(len(str(r[i])) for r in [header] + table_rows) for i in range(len(header))]
         out += ["", title]
-        for row in [header] + rows:
+        for row in [header] + table_rows:
             out.append("  ".join(str(c).ljust(w) if i < len(header) - len(_columns(report)) else str(c).rjust(w)
                                  for i, (c, w) in enumerate(zip(row, widths))).rstrip())
     out += [""] + [f"note: {n}" for n in report.notes]
@@ -439,9 +420,9 @@ def to_markdown(report: Report, plots: Iterable[Path] = ()) -> str:
              f"- devices: {', '.join(report.data.devices) or '—'}", "",
              "Shares are % of items (task × generator × device); fast_p counts a speedup inside the device's "
              "noise floor as parity (1.0).", ""]
-    for title, header, rows in tables(report):
+    for title, header, table_rows in tables(report):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += ["| " + " | ".join(row) + " |" for row in table_rows]
         lines.append("")
     if report.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
@@ -514,13 +495,11 @@ def plot(report: Report, folder: Path) -> tuple[list[Path], str]:
     return paths, ""
 
 
-def write_report(db, run_id: str | None, folder: Path | None, ps: Iterable[float] = DEFAULT_PS,
+def write_report(db, run_id: str | None, folder: Path | None, home: Path, ps: Iterable[float] = DEFAULT_PS,
                  plots: bool = True) -> tuple[Report, Path, list[Path], str]:
-    """Build the report and write report.md (and the plots) into folder (default: MKBENCH_HOME/reports/RUN)."""
-    from . import settings as settings_module
-
+    """Build the report and write report.md (and the plots) into folder (default: home/reports/RUN)."""
     report = build_report(db, run_id, ps)
-    folder = folder or settings_module.load().home / "reports" / report.run_id
+    folder = folder or home / "reports" / report.run_id
     folder.mkdir(parents=True, exist_ok=True)
     paths, message = plot(report, folder) if plots else ([], "")
     markdown = folder / "report.md"
@@ -553,7 +532,7 @@ def attempt_rows(data: RunData, full: bool = False) -> list[dict[str, Any]]:
     rows = []
     for entry in data.attempts:
         a, e, o = entry["row"], entry["evaluation"] or {}, entry["outcome"]
-        summary = _json(a["summary"])
+        summary = store_rows.json_dict(a["summary"])
         best = summary.get("best_verdict") or {}
         row = {
             "run_id": a["run_id"], "attempt_id": a["id"], "created_at": a["created_at"], "task": o.task,
@@ -611,15 +590,13 @@ def llm_call_rows(db, data: RunData, full: bool = False) -> list[dict[str, Any]]
     return rows
 
 
-def export_csv(db, run_id: str | None, folder: Path | None = None, full: bool = False) -> tuple[Path, Path]:
+def export_csv(db, run_id: str | None, folder: Path | None, home: Path, full: bool = False) -> tuple[Path, Path]:
     """Write RUN-attempts.csv and RUN-llm_calls.csv (default folder: MKBENCH_HOME/exports); returns both paths."""
-    from . import settings as settings_module
-
     run_id = run_id or latest_run(db)
     if run_id is None:
         raise LookupError("no run in the database yet: start one with `mkbench run-all`")
     data = load_run(db, run_id)
-    folder = folder or settings_module.load().home / "exports"
+    folder = folder or home / "exports"
     folder.mkdir(parents=True, exist_ok=True)
     attempts_path, calls_path = folder / f"{run_id}-attempts.csv", folder / f"{run_id}-llm_calls.csv"
     _write_csv(attempts_path, ATTEMPT_COLUMNS + (ATTEMPT_TEXT_COLUMNS if full else ()), attempt_rows(data, full))

@@ -1,7 +1,8 @@
 """Paths, pins and defaults, in one place, read once from the environment.
 
-Every other module asks `load()` instead of reading environment variables itself, so a
-test can point the whole appliance at a temporary home by setting MKBENCH_HOME.
+`load()` is called at the edge only (the CLI, a benchmark script, a test's fixture) and the
+Settings it returns are passed down: no library module reads the environment for them, so a
+test points the whole appliance at a temporary home by handing it other Settings.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import platformdirs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILTIN_TASKS = REPO_ROOT / "tasks"  # the task suites that ship with mkbench
 
 # The MNN release the judge is pinned to (see mnn/pin.toml for the source of truth).
 MNN_TAG = "3.6.1"
@@ -49,19 +52,20 @@ class Settings:
         return self.home / "cache"
 
 
-def _optional_path(name: str) -> Path | None:
-    value = os.environ.get(name)
-    return Path(value).expanduser() if value else None
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment (at the edge: the CLI, a script, a test), or from
+    the mapping given."""
+    env = os.environ if environ is None else environ
 
+    def path(name: str) -> Path | None:
+        return Path(env[name]).expanduser() if env.get(name) else None
 
-def load() -> Settings:
-    """Read the settings from the environment (cheap; call where needed)."""
-    home = _optional_path("MKBENCH_HOME") or Path(platformdirs.user_data_dir("mkbench"))
+    home = path("MKBENCH_HOME") or Path(platformdirs.user_data_dir("mkbench"))
     return Settings(
         home=home,
-        tasks_dir=_optional_path("MKBENCH_TASKS") or REPO_ROOT / "tasks",
-        mnn_src=_optional_path("MKBENCH_MNN_SRC"),
-        ndk_home=_optional_path("ANDROID_NDK_HOME"),
-        models_dir=_optional_path("MKBENCH_MODELS") or home / "models",
-        builds_dir=_optional_path("MKBENCH_BUILDS") or home / "builds",
+        tasks_dir=path("MKBENCH_TASKS") or BUILTIN_TASKS,
+        mnn_src=path("MKBENCH_MNN_SRC"),
+        ndk_home=path("ANDROID_NDK_HOME"),
+        models_dir=path("MKBENCH_MODELS") or home / "models",
+        builds_dir=path("MKBENCH_BUILDS") or home / "builds",
     )

@@ -7,7 +7,8 @@ report can be rebuilt without re-running anything.
     oneshot.py     one request, judged as is            passk.py   k samples, the best counts
     moka.py        MoKA: draft, then plan (Debugger / Accelerator) and execute (Coder), N rounds
     modes.py       whole-file (the model writes the kernel file) or scaffolded (only its functions)
-    attempt.py     the attempts row, its steps, the budget and the judging every generator shares
+    attempt.py     an attempt's lifecycle (run_attempt: its row begun, ended finished or failed),
+                   its steps, the budget and the judging every generator shares
     prompts.py     prompt templates (prompts/<role>.<mode>.md) rendered to chat messages
     trajectory.py  an attempt read back from the store (`mkbench show`)
     tools/         tree index, error extractor, model and performance parsers, scaffold, lint, memory
@@ -16,7 +17,7 @@ report can be rebuilt without re-running anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..devices import Device
 from ..judge.verdict import Verdict
@@ -34,6 +35,16 @@ class Budget:
     seconds: float = 3600.0  # wall time
     rounds: int = 10  # MoKA rounds (plan + execute); pass@k uses `samples`
     samples: int = 10  # k for pass@k, N for best-of-N
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """Where a generator records its attempt: the store, the run (None outside a run) and the
+    attempts row begun for it (see attempt.run_attempt, which also ends it)."""
+
+    db: Any
+    run_id: str | None
+    id: int
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,8 @@ class Generator(Protocol):
     name: str
     mode: str
 
-    def solve(self, task: Task, device: Device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
-        """Produce and judge candidates for one task; record the attempt and its steps in db."""
+    def solve(self, task: Task, device: Device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
+        """Produce and judge candidates for one task, recording its steps under `row`."""
         ...
 
 

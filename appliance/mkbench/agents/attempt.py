@@ -1,30 +1,34 @@
-"""One generator working on one task: the attempts row, its steps, the budget, and the judging.
+"""One generator working on one task: the attempt's lifecycle, its steps, the budget, the judging.
 
-Every generator does its work through an Attempt, so all of them record the same way:
+An attempt is one row whose status moves running -> finished | failed, begun and ended here only:
 
-    attempt = Attempt.start("moka", "scaffolded", task, device, chat, budget, db, run_id)
+    row, result, error = run_attempt(generator, task, device, chat, budget, db, run_id)
+
+Inside, every generator does its work through an Attempt, so all of them record the same way:
+
+    attempt = Attempt.start("moka", "scaffolded", task, device, chat, budget, row)
     answer = attempt.ask("coder", messages, seed=0)          # None once the budget is spent
     verdict = attempt.judge(candidate, role="coder")          # lint rejections never reach the compiler
     return attempt.finish("rounds")
 
 Each LLM call becomes an `llm_calls` row (bound to the attempt and role) and a step; each lint
 result, tool call and verdict is a step too, so `mkbench show ATTEMPT` can replay the whole run.
+A fault of the harness (not of the kernel) ends the row failed; a retry is a new attempt.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import settings as settings_module
-from .. import store
+from ..devices import DeviceLost, store_device
 from ..judge.verdict import VERDICTS, Verdict
 from ..llm.chat import Chat, Completion, LLMError, Message
-from . import AttemptResult, Budget
+from ..store import rows
+from . import AttemptResult, AttemptRow, Budget, Generator
 
 
 @dataclass(frozen=True)
@@ -35,17 +39,6 @@ class Candidate:
     source: str | None  # the file to build (None when rejected)
     rejected: str | None = None  # the lint's one-line reason
     region: tuple[int, int] | None = None  # lines of the model's code in `source` (scaffolded)
-
-
-def _plain(value):
-    """JSON SQLite can read: an infinite or NaN float (a max error over non-finite outputs) becomes text."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def rank(verdict: Verdict) -> tuple:
@@ -69,11 +62,12 @@ def best_of(verdicts) -> Verdict | None:
 class Attempt:
     """The record of one generator on one task and device, and its budget."""
 
-    def __init__(self, generator: str, mode: str, task, device, chat: Chat, budget: Budget, db, run_id: str,
-                 attempt_id: int, settings: settings_module.Settings | None, judge: Callable, worker: str):
+    def __init__(self, generator: str, mode: str, task, device, chat: Chat, budget: Budget, row: AttemptRow,
+                 settings: settings_module.Settings | None, judge: Callable, worker: str, config: dict):
         self.generator, self.mode, self.task, self.device = generator, mode, task, device
-        self.chat, self.budget, self.db, self.run_id = chat, budget, db, run_id
-        self.id, self.settings, self._judge, self.worker = attempt_id, settings, judge, worker
+        self.chat, self.budget, self.db, self.run_id = chat, budget, row.db, row.run_id
+        self.id, self.settings, self._judge, self.worker = row.id, settings, judge, worker
+        self.config = config
         self.started = time.monotonic()
         self.calls = self.prompt_tokens = self.completion_tokens = 0
         self.verdicts: list[Verdict] = []
@@ -82,30 +76,20 @@ class Attempt:
         self.stopped: str | None = None
 
     @classmethod
-    def start(cls, generator: str, mode: str, task, device, chat: Chat, budget: Budget, db, run_id: str,
+    def start(cls, generator: str, mode: str, task, device, chat: Chat, budget: Budget, row: AttemptRow,
               settings: settings_module.Settings | None = None, judge: Callable | None = None, worker: str = "0",
               config: dict | None = None) -> Attempt:
-        """Insert the attempts row (status running) and return the attempt."""
-        from ..devices import store_device
-
+        """The attempt of the row run_attempt began; `config` (the generator's options) goes into its summary."""
         if judge is None:
             from ..judge.evaluate import evaluate as judge
         worker = getattr(device, "worker", None) or worker  # a run's worker device names its build folder
-        device_id = store_device(db, device)
-        attempt_id = store.insert(db, "attempts", {
-            "run_id": run_id, "task": task.name, "generator": generator, "mode": mode, "device_id": device_id,
-            "best_evaluation_id": None, "status": "running",
-            "summary": {"budget": budget.__dict__, "config": config or {}, "model": chat.backend.model,
-                        "backend": chat.backend.name},
-        })
-        return cls(generator, mode, task, device, chat, budget, db, run_id, attempt_id, settings, judge, worker)
+        return cls(generator, mode, task, device, chat, budget, row, settings, judge, worker, config or {})
 
     # ------------------------------------------------------------ steps
 
     def step(self, role: str, content: dict) -> None:
         """Record one step of the trajectory."""
-        store.insert(self.db, "steps", {"attempt_id": self.id, "position": self.position, "role": role,
-                                        "content": json.dumps(_plain(content), default=str, ensure_ascii=False)})
+        rows.add_step(self.db, self.id, self.position, role, content)
         self.position += 1
 
     def elapsed(self) -> float:
@@ -163,10 +147,8 @@ class Attempt:
             if self.mode == "scaffolded":
                 self.step("lint", {"ok": True, **(origin or {})})
             started = time.monotonic()
-            kwargs = {"db": self.db, "worker": self.worker, "run_id": self.run_id}
-            if self.settings is not None:
-                kwargs["settings"] = self.settings
-            verdict = self._judge(self.task, candidate.source, self.device, **kwargs)
+            verdict = self._judge(self.task, candidate.source, self.device, self.settings, db=self.db, worker=self.worker,
+                                  run_id=self.run_id)
             self.step("judge", {
                 "verdict": verdict.verdict, "reason": verdict.reason, "evaluation_id": verdict.evaluation_id,
                 "speedup": verdict.speedup, "native_median_ms": verdict.native_median_ms,
@@ -193,25 +175,77 @@ class Attempt:
         return best_of(self.verdicts)
 
     def finish(self, stopped_by: str, notes: dict | None = None) -> AttemptResult:
-        """Close the attempts row with its summary and return the result."""
+        """What the attempt produced (run_attempt writes it into the row)."""
         stopped_by = self.stopped if self.stopped and stopped_by not in ("solved",) else stopped_by
-        best = self.best()
-        summary = {
-            "stopped_by": stopped_by, "verdicts": [v.verdict for v in self.verdicts],
-            "best": best.verdict if best else None, "speedup": best.speedup if best else None,
-            "llm_calls": self.calls, "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "seconds": round(self.elapsed(), 3), "notes": notes or {},
-        }
-        with store.transaction(self.db):
-            row = self.db.conn.execute("SELECT summary FROM attempts WHERE id = ?", [self.id]).fetchone()
-            merged = {**json.loads(row[0]), **summary} if row else summary
-            self.db.conn.execute("UPDATE attempts SET status = ?, best_evaluation_id = ?, summary = ? WHERE id = ?",
-                                 ["finished" if not stopped_by.startswith("llm-error") else "failed",
-                                  best.evaluation_id if best else None, json.dumps(_plain(merged), default=str), self.id])
         return AttemptResult(
             task=self.task.name, generator=self.generator, mode=self.mode, device=self.device.serial, attempt_id=self.id,
-            verdicts=tuple(self.verdicts), best=best, llm_calls=self.calls, prompt_tokens=self.prompt_tokens,
+            verdicts=tuple(self.verdicts), best=self.best(), llm_calls=self.calls, prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens, seconds=round(self.elapsed(), 3), stopped_by=stopped_by,
-            notes=notes or {},
+            notes={**({"config": self.config} if self.config else {}), **(notes or {})},
         )
 
+
+# ---------------------------------------------------------------- the lifecycle of an attempt
+
+
+def verdict_fields(verdict: Verdict) -> dict:
+    """What the report needs of a verdict when it has no evaluation row (a lint rejection, a replayed attempt)."""
+    return {"verdict": verdict.verdict, "reason": verdict.reason, "compiled": verdict.compiled, "correct": verdict.correct,
+            "speedup": verdict.speedup, "speedup_low": verdict.speedup_low, "speedup_high": verdict.speedup_high,
+            "timing_reportable": verdict.timing_reportable, "evaluation_id": verdict.evaluation_id}
+
+
+def summary_of(result: AttemptResult) -> dict:
+    """The attempts row's summary: cost, why it stopped, and every candidate's verdict."""
+    return {
+        "llm_calls": result.llm_calls, "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+        "seconds": round(result.seconds, 3), "stopped_by": result.stopped_by, "notes": result.notes,
+        "verdicts": [v.verdict for v in result.verdicts], "best": result.best.verdict if result.best else None,
+        "speedup": result.best.speedup if result.best else None,
+        "candidates": [verdict_fields(v) for v in result.verdicts],
+        "best_verdict": verdict_fields(result.best) if result.best else None,
+    }
+
+
+def begin(db, run_id: str | None, generator: str, mode: str, task, device, chat: Chat | None, budget: Budget) -> AttemptRow:
+    """Begin an attempt's row (status running)."""
+    backend = getattr(chat, "backend", None)
+    summary = {"budget": budget.__dict__, "model": getattr(backend, "model", None), "backend": getattr(backend, "name", None)}
+    attempt_id = rows.start_attempt(db, run_id, task.name, generator, mode, store_device(db, device), summary)
+    return AttemptRow(db, run_id, attempt_id)
+
+
+def harness_error(fault: BaseException) -> str:
+    """One line naming a fault of the harness, for the failed attempt's row."""
+    return f"{type(fault).__name__}: {str(fault).splitlines()[0] if str(fault) else ''}"[:500]
+
+
+def record_failure(db, run_id: str | None, generator: str, mode: str, task, device, budget: Budget, error: str) -> AttemptRow:
+    """An attempt that failed before its generator could start (it could not be made): begun and ended failed."""
+    row = begin(db, run_id, generator, mode, task, device, None, budget)
+    rows.fail_attempt(db, row.id, error, {"seconds": 0.0, "stopped_by": "error", "candidates": [], "best_verdict": None})
+    return row
+
+
+def run_attempt(generator: Generator, task, device, chat: Chat | None, budget: Budget, db, run_id: str | None
+                ) -> tuple[AttemptRow, AttemptResult | None, str | None]:
+    """Begin the attempt's row, let the generator solve the task, end the row: finished, or failed
+    when the generator gave up on a model error or raised (a fault of the harness, retried as a new
+    attempt). Returns (row, result, error). A lost device ends the row failed and is re-raised, so
+    the caller can give the item back to its queue."""
+    row = begin(db, run_id, generator.name, generator.mode, task, device, chat, budget)
+    started = time.monotonic()
+    try:
+        result = generator.solve(task, device, chat, budget, row)
+    except DeviceLost as lost:
+        rows.fail_attempt(db, row.id, f"device lost: {str(lost)[:200]}", {"seconds": round(time.monotonic() - started, 3)})
+        raise
+    except Exception as fault:  # the harness failed, not the candidate
+        error = harness_error(fault)
+        rows.fail_attempt(db, row.id, error, {"seconds": round(time.monotonic() - started, 3), "stopped_by": "error",
+                                              "candidates": [], "best_verdict": None})
+        return row, None, error
+    status = "failed" if result.stopped_by.startswith("llm-error") else "finished"
+    result = replace(result, attempt_id=row.id)
+    rows.finish_attempt(db, row.id, status, result.best.evaluation_id if result.best else None, summary_of(result))
+    return row, result, (f"the generator gave up: {result.stopped_by}" if status == "failed" else None)

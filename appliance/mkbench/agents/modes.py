@@ -1,7 +1,7 @@
 """The two modes a generator writes in, behind one small interface.
 
-    mode = make_mode("scaffolded", task, index)    # or "whole-file"
-    mode.context()                                  # template values for the Coder's first prompt
+    mode = make_mode("scaffolded", task, settings, index)    # or "whole-file"
+    mode.draft()                                              # template values for the Coder's first prompt
     candidate = mode.candidate(answer_text)         # extract, lint, splice: what the judge gets
 
 whole-file: the model writes the whole kernel file (Execution, Creator, registration), as the
@@ -12,73 +12,43 @@ functions over raw pointers; the lint pass rejects what it must not write before
 
 from __future__ import annotations
 
+from .. import settings as settings_module
+from ..kinds import ScaffoldUnsupported, WholeFilePrompt, kind_of
+from ..kinds.scaffold import Scaffold
 from ..llm.chat import code_blocks, extract_code
 from ..tasks.spec import Task
 from . import prompts
 from .attempt import Candidate
 from .tools import lint, model_parser
-from .tools.scaffold import Scaffold, ScaffoldUnsupported, scaffold_for
 from .tools.tree import TreeIndex
-
-# What every whole-file kernel needs from MNN, shown as compact declarations from the pinned tree.
-API_QUERIES = ("Execution", "CPUBackend::Creator", "REGISTER_CPU_OP_CREATOR", "Tensor::host", "Tensor::length",
-               "Tensor::dimensions", "Tensor::elementSize", "Tensor::getType", "CPUBackend::getTensorSize",
-               "CPUBackend::threadNumber")
-# The same for the other kinds of kernel: a geometry computer, a converter transform.
-KIND_API_QUERIES = {
-    "geometry": ("GeometryComputer", "GeometryComputer::registerGeometryComputer", "REGISTER_GEOMETRY",
-                 "TensorUtils::getDescribe", "Tensor::InsideDescribe::Region", "Tensor::length", "Tensor::dimensions",
-                 "GeometryComputerUtils::makeRaster"),
-    "composite": ("OnnxExtraManager", "OnnxExtraManager::Transform", "Expr", "_Exp", "_Log", "_Add", "_Subtract",
-                  "_Multiply", "_ReduceMax", "_ReduceSum", "_Scalar"),
-}
-# The worked example of each kind, and the op it is written for (not shown for a task on that op).
-KIND_EXAMPLES = {"geometry": ("example.geometry", "Reshape"), "composite": ("example.composite", "Softplus")}
-# The flatbuffers table that holds each op type's parameters, when the converted model cannot say.
-PARAMETER_TABLES = {"UnaryOp": "UnaryOp", "BinaryOp": "BinaryOp", "Reduction": "ReductionParam", "Softmax": "Axis"}
-
-
-def api_excerpts(task: Task, index: TreeIndex | None = None, settings=None) -> str:
-    """MNN's declarations a kernel for this task needs: the fixed API, and its op's parameter accessors."""
-    targets = task.mnn.targets if task.mnn else ()
-    index = index or TreeIndex.load(settings).for_targets(targets)
-    kind = task.mnn.kind if task.mnn else "cpu-execution"
-    if kind in KIND_API_QUERIES:
-        return "\n\n".join(index.describe(q, max_lines=24) for q in KIND_API_QUERIES[kind])
-    tables = model_parser.parameter_tables(task, settings)
-    queries = list(API_QUERIES)
-    for op_type in dict.fromkeys(op for op, _ in targets):
-        table = tables.get(op_type) or PARAMETER_TABLES.get(op_type)
-        if table:
-            queries += [f"Op::main_as_{table}", table]
-    return "\n\n".join(index.describe(q, max_lines=24) for q in queries)
 
 
 class WholeFile:
     name = "whole-file"
     max_tokens = 1800  # a whole kernel file
 
-    def __init__(self, task: Task, index=None, settings=None):
+    def __init__(self, task: Task, settings: settings_module.Settings, index=None):
         self.task, self.index, self.settings = task, index, settings
+        self._prompt: WholeFilePrompt | None = None
         self._api: str | None = None
+
+    def prompt(self) -> WholeFilePrompt:
+        """The kind's system text, worked example and MNN lookups for this task (made once)."""
+        if self._prompt is None:
+            tables = lambda op_type: model_parser.parameter_tables(self.task, self.settings).get(op_type)  # noqa: E731
+            self._prompt = kind_of(self.task).whole_file(self.task, tables)
+        return self._prompt
 
     def base(self) -> dict:
         """Template values every prompt of this task starts with (one shared prefix)."""
         if self._api is None:
-            self._api = api_excerpts(self.task, self.index, self.settings)
-        kind = self.task.mnn.kind if self.task.mnn else "cpu-execution"
-        system = "system.whole-file" if kind == "cpu-execution" else f"system.whole-file.{kind}"
-        return {"system": prompts.text(system), "task": prompts.task_block(self.task, framework=True), "api": self._api}
+            index = self.index or TreeIndex.load(self.settings).for_targets(self.task.mnn.targets if self.task.mnn else ())
+            self._api = "\n\n".join(index.describe(q, max_lines=24) for q in self.prompt().api_queries)
+        return {"system": self.prompt().system, "task": prompts.task_block(self.task, framework=True), "api": self._api}
 
     def draft(self) -> dict:
         """Values for the first request: the base, and a worked example of the same kind for another op."""
-        op_types = {op for op, _ in (self.task.mnn.targets if self.task.mnn else ())}
-        kind = self.task.mnn.kind if self.task.mnn else "cpu-execution"
-        if kind in KIND_EXAMPLES:
-            example, example_op = KIND_EXAMPLES[kind]
-            text = "" if example_op in op_types else prompts.text(example)
-            return {**self.base(), "example": text}
-        return {**self.base(), "example": prompts.text("example.binary" if "UnaryOp" in op_types else "example.unary")}
+        return {**self.base(), "example": self.prompt().example}
 
     def candidate(self, answer: str) -> Candidate:
         code = extract_code(answer)
@@ -89,30 +59,16 @@ class WholeFile:
         return Candidate(code, code)
 
 
-# What the Accelerator may propose for the model's functions: loops over raw pointers, or a graph.
-FUNCTION_METHODS = ("Methods are, for example: SIMD vectorisation, loop unrolling, fusing passes, a multiplication "
-                    "instead of a division, fewer passes over memory. The caller already splits the work across threads.")
-COMPOSITE_METHODS = ("Methods are, for example: fewer ops in the graph, one op that does the work of several, "
-                     "no transposes or copies that can be avoided, a multiplication instead of a division.")
-MOVEMENT_METHODS = ("Methods are, for example: fewer and larger blocks (merge runs that are contiguous in both "
-                    "tensors), the innermost size along the contiguous axis, no block copied twice.")
-# The system prompt and the Accelerator's methods of the scaffold kinds that do not write loops.
-SCAFFOLD_PROMPTS = {"composite": ("system.scaffolded.composite", COMPOSITE_METHODS),
-                    "movement": ("system.scaffolded.movement", MOVEMENT_METHODS)}
-
-
 class Scaffolded:
     name = "scaffolded"
     max_tokens = 800  # a few short functions
 
-    def __init__(self, task: Task, index=None, settings=None):
+    def __init__(self, task: Task, settings: settings_module.Settings, index=None):
         self.task, self.index, self.settings = task, index, settings
-        self.scaffold: Scaffold = scaffold_for(task)
+        self.scaffold: Scaffold = kind_of(task).scaffold(task, settings)
 
     def base(self) -> dict:
-        kind = next((k for k in self.scaffold.kinds if k in SCAFFOLD_PROMPTS), None)
-        system, methods = SCAFFOLD_PROMPTS.get(kind, ("system.scaffolded", FUNCTION_METHODS))
-        return {"system": prompts.text(system), "methods": methods,
+        return {"system": self.scaffold.system, "methods": self.scaffold.methods,
                 "task": prompts.task_block(self.task, framework=False),
                 "stubs": self.scaffold.stubs()}
 
@@ -141,19 +97,19 @@ class Scaffolded:
         return Candidate(code, source, None, region)
 
 
-def make_mode(name: str, task: Task, index=None, settings=None):
+def make_mode(name: str, task: Task, settings: settings_module.Settings, index=None):
     """The mode object for "whole-file" or "scaffolded" (ScaffoldUnsupported when it cannot frame the task)."""
     if name == "whole-file":
-        return WholeFile(task, index, settings)
+        return WholeFile(task, settings, index)
     if name == "scaffolded":
-        return Scaffolded(task, index, settings)
+        return Scaffolded(task, settings, index)
     raise ValueError(f"unknown mode {name!r}: use whole-file or scaffolded")
 
 
 def open_mode(attempt, name: str, index=None):
     """The mode for an attempt, or None (recorded as a step) when the scaffold cannot frame the task."""
     try:
-        return make_mode(name, attempt.task, index, attempt.settings)
+        return make_mode(name, attempt.task, attempt.settings, index)
     except ScaffoldUnsupported as error:
         attempt.step("scaffold", {"error": str(error)})
         return None

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .. import settings as settings_module
 from ..llm.chat import Message
-from . import AttemptResult, Budget, prompts
+from . import AttemptResult, AttemptRow, Budget, prompts
 from .attempt import Attempt, Candidate
 from .modes import open_mode
 from .oneshot import draw
@@ -78,10 +78,10 @@ class MoKA:
         off = [n for n, on in (("tree", self.tree), ("errors", self.errors), ("accel", self.accelerator)) if not on]
         return "moka" + "".join(f"-no-{n}" for n in off)
 
-    def solve(self, task, device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
+    def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         config = {"tree": self.tree, "errors": self.errors, "accelerator": self.accelerator, "best_of": self.best_of,
                   "fixits": self.fixits}
-        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, self.settings, self.judge,
+        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config=config)
         index = TreeIndex.load(self.settings).for_targets(task.mnn.targets if task.mnn else ())
         mode = open_mode(attempt, self.mode, index)
@@ -129,7 +129,7 @@ class MoKA:
         else:
             role, template, schema = "debugger", f"debugger-wrong.{mode.name}", DEBUGGER_SCHEMA
             values["verdict"] = f"{verdict.verdict}: {verdict.reason}"
-            view = model_parser.parse(attempt.task, verdict, self.settings)
+            view = model_parser.parse(attempt.task, self.settings, verdict)
             if mode.name == "scaffolded":  # the scaffold owns MNN's side; the model needs the node and the mismatch
                 view = {k: view[k] for k in ("onnx", "mismatch") if k in view}
             values["model"] = attempt.tool("model_parser", {"verdict": verdict.verdict}, model_parser.render(view))

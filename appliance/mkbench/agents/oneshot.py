@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import settings as settings_module
-from . import AttemptResult, Budget, prompts
+from . import AttemptResult, AttemptRow, Budget, prompts
 from .attempt import Attempt
 from .modes import open_mode
 
@@ -30,8 +30,8 @@ class OneShot:
     worker: str = "0"
     name: str = "one-shot"
 
-    def solve(self, task, device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
-        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, self.settings, self.judge,
+    def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
+        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker)
         mode = open_mode(attempt, self.mode)
         if mode is None:

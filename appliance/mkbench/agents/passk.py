@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import settings as settings_module
-from . import AttemptResult, Budget
+from . import AttemptResult, AttemptRow, Budget
 from .attempt import Attempt
 from .modes import open_mode
 from .oneshot import draw
@@ -27,9 +27,9 @@ class PassK:
     def name(self) -> str:
         return "pass@k"
 
-    def solve(self, task, device, chat, budget: Budget, db, run_id: str) -> AttemptResult:
+    def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         k = self.k or budget.samples
-        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, db, run_id, self.settings, self.judge,
+        attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config={"k": k, "temperature": self.temperature})
         mode = open_mode(attempt, self.mode)
         if mode is None:

@@ -1,4 +1,5 @@
-"""Prompt templates: one file per role and mode under agents/prompts/, rendered to chat messages.
+"""Prompt templates: one file per role and mode under agents/prompts/, rendered to chat messages
+(a kind of kernel's own texts, its system prompt and worked example, live beside it in kinds/).
 
 A template is Markdown with `$name` placeholders (string.Template) and two section marks:
 
@@ -19,6 +20,7 @@ import string
 from functools import cache
 from pathlib import Path
 
+from ..kinds import kind_of
 from ..llm.chat import Message
 from ..tasks.spec import Task
 
@@ -78,22 +80,14 @@ def problem_of(task: Task) -> str:
 def task_block(task: Task, framework: bool = True) -> str:
     """The fixed description of a task that opens every prompt about it (MNN's side only when
     the model writes the framework part itself, in whole-file mode)."""
-    targets = task.mnn.targets if task.mnn else ()
     tolerance = f"|out - ref| <= {task.tolerance.atol:g} + {task.tolerance.rtol:g} * |ref|"
     mnn = f"Correct when, for every output value: {tolerance}"
     if framework:
-        kind = task.mnn.kind if task.mnn else "cpu-execution"
-        served = ", ".join(f"OpType_{op} ({sub})" if sub else f"OpType_{op}" for op, sub in targets) or "(unknown)"
+        kind = kind_of(task)
         # A composite's converted graph is the output of MNN's own transform for the operator,
-        # i.e. its native implementation: the model is not shown it.
-        converted = (", ".join(task.mnn.converted_ops) if task.mnn else "(not converted)") if kind != "composite" else ""
-        what = {
-            "cpu-execution": f"Your kernel serves: {served}, on the fp32 CPU backend",
-            "geometry": f"Your geometry computer serves: {served} (MNN's geometry stage, before the CPU backend runs); "
-                        f"register it with GeometryComputer::registerGeometryComputer(computer, {{{served}}})",
-            "composite": f"Your converter transform replaces MNN's rewrite of the ONNX operator {targets[0][0] if targets else '?'}; "
-                         f"register it with OnnxExtraManager::get()->insert(\"{targets[0][0] if targets else '?'}\", ...)",
-        }[kind]
+        # i.e. its native implementation: such a kind's graph is not shown.
+        converted = ", ".join(task.mnn.converted_ops) if kind.shows_converted_graph else ""
+        what = kind.task_line(task)
         mnn = f"MNN 3.6.1 converts the model to: {converted}\n{what}\n{mnn}" if converted else f"{what}\n{mnn}"
     return text("task", name=task.name, category=task.category, operator=task.operator, problem=problem_of(task),
                 inputs="; ".join(_shape(t) for t in task.inputs), outputs="; ".join(_shape(t) for t in task.outputs), mnn=mnn)

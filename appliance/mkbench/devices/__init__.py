@@ -1,6 +1,6 @@
 """Devices: where candidates run. One small protocol; the host, qemu, and phones over adb.
 
-    get_device("host")              this machine (x86_64, real timings)
+    get_device("host", settings)    this machine (x86_64, real timings)
     get_device("qemu-arm64")        this machine running arm64 binaries under qemu (correctness only)
     get_device("R58M123ABC")        a phone on the local adb server
     get_device("127.0.0.1:5599")    a TCP device (the mkbench emulator), connected if need be
@@ -12,8 +12,6 @@ A device whose `emulated` is True gives correctness only: its timings are never 
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
@@ -68,29 +66,30 @@ class DeviceReport:
     detail: str = ""
 
 
-def get_device(name: str) -> Device:
-    """The device called `name` (see the module docstring); raises DeviceNotFound."""
+def get_device(name: str, settings=None) -> Device:
+    """The device called `name` (see the module docstring); raises DeviceNotFound. The host and
+    qemu keep their working folders under the settings' cache, so they need settings; a phone does not."""
     from . import adb, host, qemu
 
-    if name == host.HostDevice.SERIAL:
-        return host.HostDevice()
-    if name == qemu.QemuDevice.SERIAL:
-        return qemu.QemuDevice()
+    if name in (host.HostDevice.SERIAL, qemu.QemuDevice.SERIAL):
+        if settings is None:
+            raise ValueError(f"device {name} works in a folder of the settings' cache: pass the settings")
+        return (host.HostDevice if name == host.HostDevice.SERIAL else qemu.QemuDevice)(settings)
     return adb.find_device(name)
 
 
-def list_devices(servers: Sequence[str] = ()) -> list[Device]:
+def list_devices(settings, servers: Sequence[str] = ()) -> list[Device]:
     """Every usable device: the host, qemu-arm64 (if installed), and each adb device online."""
-    return [get_device(r.name) for r in survey(servers) if r.state == "device" and r.fingerprint is not None]
+    return [get_device(r.name, settings) for r in survey(settings, servers) if r.state == "device" and r.fingerprint is not None]
 
 
-def survey(servers: Sequence[str] = ()) -> list[DeviceReport]:
+def survey(settings, servers: Sequence[str] = ()) -> list[DeviceReport]:
     """Every device the adb servers see (plus host and qemu), with fingerprints where reachable."""
     from . import adb, host, qemu
 
-    reports = [DeviceReport(host.HostDevice.SERIAL, "device", host.HostDevice().fingerprint())]
+    reports = [DeviceReport(host.HostDevice.SERIAL, "device", host.HostDevice(settings).fingerprint())]
     if qemu.available():
-        reports.append(DeviceReport(qemu.QemuDevice.SERIAL, "device", qemu.QemuDevice().fingerprint()))
+        reports.append(DeviceReport(qemu.QemuDevice.SERIAL, "device", qemu.QemuDevice(settings).fingerprint()))
     reports += adb.survey(servers)
     return reports
 
@@ -104,16 +103,9 @@ def device_id(device: Device) -> str:
 
 def store_device(db, device: Device) -> str:
     """Record the device in the `devices` table (once per fingerprint); returns its id."""
-    from .. import store
+    from ..store import rows
 
-    fingerprint = device.fingerprint()
-    row_id = device_id(device)
-    with store.transaction(db):
-        db.conn.execute(
-            "INSERT OR IGNORE INTO devices (id, serial, emulated, abi, fingerprint, first_seen) VALUES (?, ?, ?, ?, ?, ?)",
-            (row_id, device.serial, int(device.emulated), device.abi, json.dumps(fingerprint, sort_keys=True), time.time()),
-        )
-    return row_id
+    return rows.store_device(db, device_id(device), device.serial, device.emulated, device.abi, device.fingerprint())
 
 
 def doctor_checks(settings) -> list:

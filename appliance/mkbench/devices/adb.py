@@ -475,7 +475,7 @@ def survey(servers: Sequence[str] = ()) -> list[DeviceReport]:
 
 
 def doctor_checks(_settings) -> list:
-    from ..doctor import Check
+    from ..checks import Check
 
     server = AdbServer.default()
     running = server.reachable()

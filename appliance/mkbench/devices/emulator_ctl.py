@@ -182,7 +182,7 @@ def _reap(pid: int) -> None:
 
 
 def doctor_checks(settings) -> list:
-    from ..doctor import Check
+    from ..checks import Check
 
     running = [s for s in status_all(settings) if s.running]
     if running:

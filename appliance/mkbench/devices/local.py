@@ -58,9 +58,9 @@ class LocalDevice:
     abi = "x86_64"
     emulated = False
 
-    def __init__(self) -> None:
+    def __init__(self, settings: settings_module.Settings) -> None:
         self.serial = self.SERIAL
-        self.root = settings_module.load().cache_dir / "devices" / self.SERIAL
+        self.root = settings.cache_dir / "devices" / self.SERIAL
         self._fingerprint: dict | None = None
 
     def __repr__(self) -> str:

@@ -17,9 +17,9 @@ from .. import settings as settings_module
 from ..devices import Device
 from ..mnn import build as mnn_build
 from ..tasks.spec import Task
-from . import artifacts as task_artifacts
+from ..tasks import artifacts as task_artifacts
 from . import timing
-from .evaluate import DeviceSession, _failure, judge_settings, target_of
+from .session import DeviceSession, run_failure, target_of
 
 # A spread of kinds and sizes: elementwise, memory-bound, reduction, softmax, conv, matmul.
 DEFAULT_TASKS = ("Abs", "Exp", "ReduceSum", "Softmax", "Conv", "MatMul", "LayerNorm", "MaxPool")
@@ -37,13 +37,13 @@ class NoiseFloor:
     reportable: bool  # False on emulated devices
 
 
-def measure(task: Task, device: Device, pairs: int = 6, settings: settings_module.Settings | None = None) -> NoiseFloor:
+def measure(task: Task, device: Device, settings: settings_module.Settings, pairs: int = 6) -> NoiseFloor:
     """Time native against native on the device for one task."""
-    s = settings or settings_module.load()
-    artifacts = task_artifacts.prepare(task, settings=s)
+    s = settings
+    artifacts = task_artifacts.prepare(task, s)
     native = mnn_build.build_native(target_of(device), s)
     local = Path(tempfile.mkdtemp(prefix="mkbench-selftest-"))
-    session = DeviceSession(device, artifacts, {"a": native.runner, "b": native.runner}, judge_settings(task),
+    session = DeviceSession(device, artifacts, {"a": native.runner, "b": native.runner}, task_artifacts.run_settings(task),
                             f"selftest-{task.name}", local)
     try:
         warmup, iterations, timeout = session.calibrate("a")
@@ -51,7 +51,7 @@ def measure(task: Task, device: Device, pairs: int = 6, settings: settings_modul
         for side in timing.balanced_order(pairs):
             label = "a" if side == "native" else "b"
             result, report, _ = session.run(label, warmup, iterations, timeout)
-            failure = _failure(result, f"native ({label})")
+            failure = run_failure(result, f"native ({label})")
             if failure or report is None:
                 raise RuntimeError(f"selftest {task.name}: {failure[1] if failure else 'no report'}")
             runs[label].append(report["times_ms"])

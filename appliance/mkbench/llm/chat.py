@@ -1,6 +1,6 @@
 """The one chat interface every agent uses: messages in, text out, every call recorded.
 
-    chat = Chat(backend)                       # backend: llama.cpp, OpenAI-compatible or replay
+    chat = Chat(backend, Recorder(db))         # backend: llama.cpp, OpenAI-compatible or replay
     answer = chat([Message("user", "Write ...")], seed=1, temperature=0.2, max_tokens=800)
     source = answer.code                       # the C++ of the answer's fenced block, or None
 
@@ -137,34 +137,21 @@ class Completion:
 
 @dataclass(frozen=True)
 class Recorder:
-    """Writes each call as an `llm_calls` row; agents bind an attempt and a role to it.
+    """Writes each call as an `llm_calls` row; agents bind an attempt and a role to it."""
 
-    With no db, the default database from the settings is opened at the first call.
-    """
-
-    db: Any = None  # sqlite_utils.Database
+    db: Any  # sqlite_utils.Database
     attempt_id: int | None = None
     role: str | None = None
-    _opened: list = field(default_factory=list, compare=False, repr=False)
 
     def bound(self, attempt_id: int | None = None, role: str | None = None) -> "Recorder":
         """The same database, with calls attached to this attempt and role."""
-        return Recorder(self.database(), attempt_id, role)
-
-    def database(self):
-        if self.db is not None:
-            return self.db
-        if not self._opened:
-            from .. import settings, store
-
-            self._opened.append(store.open_db(settings.load().db_path))
-        return self._opened[0]
+        return Recorder(self.db, attempt_id, role)
 
     def record(self, completion: Completion) -> int:
         """Insert the call's row and return its id."""
-        from .. import store
+        from ..store import rows
 
-        return store.insert(self.database(), "llm_calls", call_row(completion, self.attempt_id, self.role))
+        return rows.record_llm_call(self.db, call_row(completion, self.attempt_id, self.role))
 
 
 def call_row(completion: Completion, attempt_id: int | None = None, role: str | None = None) -> dict[str, Any]:
@@ -199,11 +186,11 @@ class Chat:
     System messages, the task and the last message are never dropped or cut.
     """
 
-    def __init__(self, backend: Backend, recorder: Recorder | None = None, on_overflow: str = "fail"):
+    def __init__(self, backend: Backend, recorder: Recorder, on_overflow: str = "fail"):
         if on_overflow not in ("fail", "trim"):
             raise ValueError(f"on_overflow must be 'fail' or 'trim', not {on_overflow!r}")
         self.backend = backend
-        self.recorder = recorder or Recorder()
+        self.recorder = recorder
         self.on_overflow = on_overflow
 
     def bound(self, attempt_id: int | None = None, role: str | None = None) -> "Chat":

@@ -55,7 +55,7 @@ class BackendConfig:
         return BackendConfig.parse(os.environ.get("MKBENCH_LLM") or "llama.cpp")
 
 
-def open_backend(config: BackendConfig | str | None = None, settings: settings_module.Settings | None = None) -> Backend:
+def open_backend(config: BackendConfig | str | None, settings: settings_module.Settings) -> Backend:
     """Make the configured backend; the caller owns it and closes it (a loaded model is freed)."""
     if not isinstance(config, BackendConfig):
         config = BackendConfig.parse(config) if config else BackendConfig.from_env()
@@ -74,7 +74,7 @@ def open_backend(config: BackendConfig | str | None = None, settings: settings_m
     return ReplayBackend.from_file(config.target, model=o.get("model", "replay"))
 
 
-def open_chat(config: BackendConfig | str | None = None, recorder: Recorder | None = None, on_overflow: str = "fail",
-              settings: settings_module.Settings | None = None) -> Chat:  # fmt: skip
-    """A Chat over the configured backend, recording into `recorder` (the settings' database by default)."""
+def open_chat(config: BackendConfig | str | None, recorder: Recorder, settings: settings_module.Settings,
+              on_overflow: str = "fail") -> Chat:
+    """A Chat over the configured backend, recording into `recorder`."""
     return Chat(open_backend(config, settings), recorder, on_overflow)

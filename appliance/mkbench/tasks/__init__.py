@@ -12,20 +12,21 @@ DEFAULT_SUITE = "paper"
 __all__ = ["Task", "TaskError", "load_suite", "load_task", "suite_hash", "all_tasks", "get_task", "DEFAULT_SUITE"]
 
 
-def all_tasks(suite: str | None = DEFAULT_SUITE, root: Path | None = None) -> tuple[list[Task], list[str]]:
-    """The tasks of a suite (None: every suite), and one error line per bad spec file."""
-    return load_suite(root or settings_module.load().tasks_dir, suite)
+def all_tasks(suite: str | None = DEFAULT_SUITE, root: Path = settings_module.BUILTIN_TASKS) -> tuple[list[Task], list[str]]:
+    """The tasks of a suite (None: every suite) under root (default: the built-in suites; the CLI
+    passes MKBENCH_TASKS), and one error line per bad spec file."""
+    return load_suite(root, suite)
 
 
 SUITE_PREFERENCE = ("paper", "extra", "imported")
 
 
-def get_task(name: str, root: Path | None = None, suite: str | None = None) -> Task:
+def get_task(name: str, root: Path = settings_module.BUILTIN_TASKS, suite: str | None = None) -> Task:
     """One task by name; where suites share a name (an imported copy of a paper task), the
     paper's own comes first. `suite:name` names one suite's. Raises TaskError if there is none."""
     if ":" in name and suite is None:
         suite, name = name.split(":", 1)
-    tasks, _ = load_suite(root or settings_module.load().tasks_dir, suite)
+    tasks, _ = load_suite(root, suite)
     found = [t for t in tasks if t.name == name]
     if not found:
         raise TaskError(f"no task named {name!r} (see `mkbench tasks list`)")

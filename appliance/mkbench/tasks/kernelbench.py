@@ -440,7 +440,7 @@ def _module_text(raw: bytes) -> str:
 # ------------------------------------------------------------------ agreement
 def check_agreement(spec_path: Path, child: Path) -> None:
     """Load the written spec back; its ONNX reference must agree with PyTorch's outputs."""
-    from ..judge.compare import compare
+    from ..tasks.compare import compare
     from .model import build_model, reference_outputs
 
     try:

@@ -7,7 +7,7 @@ macros, touch MNN (namespaces, classes, the registration), redefine the scaffold
 own functions, or write to an input (const_cast, casting the const away, assigning through an
 input pointer, memcpy/memset into one). A composite's function is written in MNN's Express API,
 so there only the headers, macros, the transform, its registration and the scaffold's names are
-refused. Every required function must be defined once, with the
+refused: each scaffold says what it refuses (kinds/). Every required function must be defined once, with the
 stated number of parameters. A rejected sample counts as a failed compile.
 """
 
@@ -15,31 +15,8 @@ from __future__ import annotations
 
 import re
 
-from .scaffold import Scaffold
+from ...kinds.scaffold import Scaffold
 
-_INCLUDE = re.compile(r"^\s*#\s*include\b", re.MULTILINE)
-_MACROS = (re.compile(r"^\s*#\s*(define|undef)\b", re.MULTILINE), "do not define macros: write plain functions (constexpr values are fine)")
-_SCAFFOLD_NAMES = (re.compile(r"\b(MkScaffold\w*|mkscaffold|mkuser)\b"), "do not redefine or call the scaffold's own names")
-_MAIN = (re.compile(r"\bint\s+main\s*\("), "do not write main(): write only the requested functions")
-_FORBIDDEN = (
-    (_INCLUDE, "do not write #include: the scaffold already includes the C++ standard headers and SIMD intrinsics"),
-    _MACROS,
-    (re.compile(r"\bnamespace\s+MNN\b|\bMNN::|\busing\s+namespace\s+MNN\b"), "do not use MNN: the functions work on raw pointers only"),
-    (re.compile(r"\bREGISTER_CPU_OP_CREATOR\b"), "do not register anything: the scaffold registers the kernel"),
-    (re.compile(r"\b(Execution|Creator|Tensor|Backend|CPUBackend)\b"), "do not use MNN's classes: the functions work on raw pointers only"),
-    _SCAFFOLD_NAMES,
-    _MAIN,
-    (re.compile(r"\bconst_cast\b"), "do not cast const away: the inputs are read-only"),
-)
-# A composite's function builds a graph with MNN's Express API, so MNN's names are its vocabulary;
-# what stays the scaffold's is the transform, its registration and the headers.
-_FORBIDDEN_COMPOSITE = (
-    (_INCLUDE, "do not write #include: the scaffold already includes MNN's Express API and the C++ standard headers"),
-    _MACROS,
-    (re.compile(r"\b(OnnxExtraManager|Transform)\b"), "do not write a transform or register it: the scaffold does, and calls your function"),
-    _SCAFFOLD_NAMES,
-    _MAIN,
-)
 _WRITERS = {"memcpy", "memset", "memmove", "std::memcpy", "std::memset", "std::memmove", "std::fill", "std::copy"}
 
 
@@ -136,7 +113,7 @@ def check(code: str | None, scaffold: Scaffold) -> str | None:
     if not code or not code.strip():
         return "no C++ code block in the answer: answer with the functions in one ```cpp block"
     bare = _without_comments(code)
-    for pattern, reason in (_FORBIDDEN_COMPOSITE if "composite" in scaffold.kinds else _FORBIDDEN):
+    for pattern, reason in scaffold.forbidden:
         match = pattern.search(bare)
         if match:
             return f"{reason} (line {bare.count(chr(10), 0, match.start()) + 1})"

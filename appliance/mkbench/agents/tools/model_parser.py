@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
-from pathlib import Path
 
 from ... import settings as settings_module
 from ...judge.verdict import Verdict
+from ...kinds import kind_of
 from ...tasks.spec import Task
 
 _SMALL = 16  # constant values and parameter lists up to this length are shown in full
@@ -53,18 +52,14 @@ def onnx_side(task: Task) -> list[dict]:
 
 def _dump(task: Task, settings: settings_module.Settings) -> dict | None:
     """The converter's JSON of the task's .mnn model (cached), or None when it cannot be had."""
-    from ...judge import artifacts
-    from ...mnn import convert
+    from ...mnn import conversion
+    from ...tasks import artifacts
 
     cached = settings.cache_dir / "model-parser" / f"{task.name}-{task.sha256[:16]}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     try:
-        mnn_model = artifacts.prepare(task, settings=settings).mnn_model
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "model.json"
-            convert._run_converter(["-f", "MNN", "--modelFile", str(mnn_model), "--JsonFile", str(out)], None, 120)
-            graph = json.loads(out.read_text())
+        graph = conversion.model_json(artifacts.prepare(task, settings).mnn_model, settings)
     except (OSError, ValueError, RuntimeError, subprocess.SubprocessError):  # the Debugger still gets the ONNX side
         return None
     cached.parent.mkdir(parents=True, exist_ok=True)
@@ -72,9 +67,9 @@ def _dump(task: Task, settings: settings_module.Settings) -> dict | None:
     return graph
 
 
-def mnn_side(task: Task, settings: settings_module.Settings | None = None) -> list[dict]:
+def mnn_side(task: Task, settings: settings_module.Settings) -> list[dict]:
     """The converted model's compute ops: type, sub-type parameters, inputs (constants inline), outputs."""
-    graph = _dump(task, settings or settings_module.load())
+    graph = _dump(task, settings)
     if graph is None:
         return [{"op": label} for label in (task.mnn.converted_ops if task.mnn else ())]
     names = graph.get("tensorName", [])
@@ -98,16 +93,17 @@ def mnn_side(task: Task, settings: settings_module.Settings | None = None) -> li
     return ops
 
 
-def parameter_tables(task: Task, settings: settings_module.Settings | None = None) -> dict[str, str]:
+def parameter_tables(task: Task, settings: settings_module.Settings) -> dict[str, str]:
     """op type -> the flatbuffers table of its parameters (main_type) in the converted model."""
-    graph = _dump(task, settings or settings_module.load()) or {}
+    graph = _dump(task, settings) or {}
     return {op["type"]: op["main_type"] for op in graph.get("oplists", []) if op.get("main_type") and op.get("type")}
 
 
-def parse(task: Task, verdict: Verdict | None = None, settings: settings_module.Settings | None = None) -> dict:
-    """ONNX node(s), converted MNN ops, and the verdict's mismatch (largest errors and where)."""
-    composite = task.mnn is not None and task.mnn.kind == "composite"
-    view = {"onnx": onnx_side(task), "mnn": [] if composite else mnn_side(task, settings),
+def parse(task: Task, settings: settings_module.Settings, verdict: Verdict | None = None) -> dict:
+    """ONNX node(s), converted MNN ops (unless they are MNN's own rewrite of the op: a composite's),
+    and the verdict's mismatch (largest errors and where)."""
+    shown = kind_of(task).shows_converted_graph
+    view = {"onnx": onnx_side(task), "mnn": mnn_side(task, settings) if shown else [],
             "targets": [f"{op}:{sub}" if sub else op for op, sub in (task.mnn.targets if task.mnn else ())]}
     if verdict is not None:
         view["mismatch"] = {"verdict": verdict.verdict, "reason": verdict.reason, "max_abs_error": verdict.max_abs_error,

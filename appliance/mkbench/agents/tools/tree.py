@@ -96,7 +96,7 @@ NATIVE_SYMBOLS: dict[str, tuple[str, ...]] = {
 
 def _transform_files(root: Path, onnx_op: str) -> list[Path]:
     """The converter's onnxextra files that register a transform for this ONNX op (any file name)."""
-    from ...mnn.converter import native_transform_files
+    from ...mnn.converter_build import native_transform_files
 
     try:
         return native_transform_files(Path(root), onnx_op)
@@ -335,11 +335,11 @@ class TreeIndex:
         return cls(root, symbols, docs)
 
     @classmethod
-    def load(cls, settings: settings_module.Settings | None = None, root: Path | None = None) -> TreeIndex:
+    def load(cls, settings: settings_module.Settings, root: Path | None = None) -> TreeIndex:
         """The index of the pinned tree, from the cache (built and stored on first use)."""
         from ...mnn import tree as tree_module
 
-        s = settings or settings_module.load()
+        s = settings
         try:
             root = Path(root) if root is not None else tree_module.locate(s)
         except tree_module.TreeError as error:

@@ -7,46 +7,46 @@ from click.testing import CliRunner
 
 from mkbench.cli import main
 from mkbench.tasks import get_task
-from mkbench.tasks.validate import check_node_tests, check_task
+from mkbench.validate import check_node_tests, check_task
 
 pytest.importorskip("_tools", reason="the MNN wheel (pip install MNN==3.6.1) is needed to convert models")
 
 
-def test_a_sound_task_converts_to_one_cpu_execution_and_native_mnn_agrees():
-    check = check_task(get_task("Abs"))
+def test_a_sound_task_converts_to_one_cpu_execution_and_native_mnn_agrees(settings):
+    check = check_task(get_task("Abs"), settings)
     assert check.runnable and check.problems == ()
     assert check.kind == "cpu-execution" and check.targets == (("UnaryOp", "ABS"),)
     assert check.native_ok and check.native_max_abs_error == 0.0
     assert check.node_tests >= 1
 
 
-def test_converter_rewrites_are_recorded_as_composite():
-    check = check_task(get_task("Softplus_2d"))
+def test_converter_rewrites_are_recorded_as_composite(settings):
+    check = check_task(get_task("Softplus_2d"), settings)
     assert check.kind in ("composite", "cpu-execution")
     assert check.converted_ops
 
 
-def test_native_disagreement_is_reported_with_the_figure():
-    check = check_task(get_task("ReduceL2_2d_input"))  # MNN 3.6.1 drops ReduceL2's axes input at opset 18+
+def test_native_disagreement_is_reported_with_the_figure(settings):
+    check = check_task(get_task("ReduceL2_2d_input"), settings)  # MNN 3.6.1 drops ReduceL2's axes input at opset 18+
     assert not check.runnable and "native MNN disagrees" in check.reason and "shape" in check.reason
 
 
-def test_overflowing_reference_is_not_runnable():
-    check = check_task(get_task("Det_3d"))
+def test_overflowing_reference_is_not_runnable(settings):
+    check = check_task(get_task("Det_3d"), settings)
     assert not check.runnable and "not finite" in check.reason
 
 
-def test_degenerate_task_is_flagged():
+def test_degenerate_task_is_flagged(settings):
     # Running mean 0, variance 1, scale 1, bias 0: the published BatchNorm is x / sqrt(1 + 1e-5).
-    check = check_task(get_task("BatchNormalization"))
+    check = check_task(get_task("BatchNormalization"), settings)
     assert not check.runnable and "degenerate as published" in check.reason and "copying input x" in check.reason
 
 
-def test_edge_draw_makes_a_degenerate_distribution_judgeable():
+def test_edge_draw_makes_a_degenerate_distribution_judgeable(settings):
     # Published inputs are rand >= 0, on which Relu is the identity; the edge set draws negatives.
     task = get_task("Relu")
     assert any(i.check_draw for i in task.inputs)
-    assert check_task(task).runnable
+    assert check_task(task, settings).runnable
 
 
 def test_reference_reproduces_onnx_node_tests():

@@ -2,7 +2,8 @@
 
 The ONNX model, its .mnn conversion, the timing and correctness input sets as .npy files
 (the runner's input format), and the reference outputs (kept on the host: the process
-that runs a candidate never sees them).
+that runs a candidate never sees them); and the runtime settings every run of the task gets,
+the same for native and candidate.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import numpy as np
 import onnx
 
 from .. import settings as settings_module
-from ..mnn import build as mnn_build
-from ..mnn import convert as mnn_convert
-from ..tasks import model as task_model
-from ..tasks.spec import Task
+from ..filelock import built_once
+from ..mnn import conversion
+from . import model as task_model
+from .spec import Task
 
 # Bump when the way artifacts are made changes, so caches made the old way are not reused.
 ARTIFACTS_VERSION = 3  # 3: reference fixes for grouped ConvTranspose and ceil_mode AveragePool
@@ -40,17 +41,26 @@ class TaskArtifacts:
     input_shapes: dict  # input name -> shape (for the measurements table)
 
 
-def prepare(task: Task, converter: Path | None = None, settings: settings_module.Settings | None = None) -> TaskArtifacts:
+def run_settings(task: Task) -> dict:
+    """Runtime settings, the same for native and candidate, recorded with every verdict: threads,
+    precision, and MNN's runtime hints (the judge's, plus those the task needs)."""
+    hints = dict(settings_module.JUDGE_HINTS)
+    if task.mnn:
+        hints.update(task.mnn.hints)
+    return {"threads": settings_module.JUDGE_THREADS, "precision": settings_module.JUDGE_PRECISION, "hints": hints}
+
+
+def prepare(task: Task, settings: settings_module.Settings, converter: Path | None = None) -> TaskArtifacts:
     """Build (or reuse) the task's model, inputs and references."""
-    s = settings or settings_module.load()
+    s = settings
     # Which converter made the .mnn is part of the key: switching converters never reuses a stale model.
-    made_by = mnn_convert.converter_identity(converter, s)
+    made_by = conversion.converter_identity(converter, s)
     directory = s.cache_dir / "tasks" / f"{task.name}-{task.sha256[:16]}-{made_by}-v{ARTIFACTS_VERSION}"
     done = directory / "done.json"
     sets = task_model.correctness_sets(task)
     # Workers of one run prepare the same task at once: one builds, the others wait for it.
-    mnn_build.built_once(directory.with_name(directory.name + ".lock"), lambda: True if done.exists() else None,
-                         lambda: _build(task, directory, converter, sets))
+    built_once(directory.with_name(directory.name + ".lock"), lambda: True if done.exists() else None,
+                         lambda: _build(task, directory, converter, sets, s))
     references = {}
     for set_name in sets:
         with np.load(directory / f"reference-{set_name}.npz") as data:
@@ -59,14 +69,14 @@ def prepare(task: Task, converter: Path | None = None, settings: settings_module
                          tuple(sets), references, {i.name: list(i.shape) for i in task.inputs})
 
 
-def _build(task: Task, directory: Path, converter: Path | None, sets) -> None:
+def _build(task: Task, directory: Path, converter: Path | None, sets, settings: settings_module.Settings) -> None:
     """Write the artifacts into a fresh .tmp folder, then rename it into place (never half-built)."""
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model = task_model.build_model(task)
     onnx.save(model, tmp / "task.onnx")
-    mnn_convert.convert(tmp / "task.onnx", tmp / "task.mnn", converter)
+    conversion.convert(tmp / "task.onnx", tmp / "task.mnn", settings, converter)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for set_name in ["timing", *sets]:

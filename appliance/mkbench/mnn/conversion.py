@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings as settings_module
-from . import converter as converter_module
+from . import converter_build as converter_module
 from . import tree as tree_module
 from .toolchain import toolchain
 
@@ -71,7 +71,7 @@ _WHEEL_CONVERTER = (
 WHEEL = "wheel"
 
 
-def resolve_converter(converter: Path | str | None = None, settings: settings_module.Settings | None = None) -> Path | None:
+def resolve_converter(converter: Path | str | None, settings: settings_module.Settings) -> Path | None:
     """The MNNConvert binary a conversion runs (None: the wheel's entry point): the given one,
     else the tree's (built on first use), else the wheel when no tree is configured."""
     if converter == WHEEL:
@@ -81,11 +81,11 @@ def resolve_converter(converter: Path | str | None = None, settings: settings_mo
     return converter_module.tree_converter(settings)
 
 
-def converter_identity(converter: Path | str | None = None, settings: settings_module.Settings | None = None) -> str:
+def converter_identity(converter: Path | str | None, settings: settings_module.Settings) -> str:
     """Which converter `resolve_converter` picks, as a short stable name for cache keys, without
     building anything: "wheel-<version>", "tree-<converter build key>" or "bin-<sha256 of the binary>"."""
     if converter is None:
-        s = settings or settings_module.load()
+        s = settings
         try:
             tree = tree_module.open_tree(s)
         except tree_module.TreeError:
@@ -97,18 +97,19 @@ def converter_identity(converter: Path | str | None = None, settings: settings_m
     return f"bin-{hashlib.sha256(Path(converter).read_bytes()).hexdigest()[:16]}"
 
 
-def _run_converter(args: list[str], converter: Path | str | None, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    binary = resolve_converter(converter)
+def _run_converter(args: list[str], converter: Path | str | None, settings: settings_module.Settings, timeout: float,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    binary = resolve_converter(converter, settings)
     argv = [str(binary), *args] if binary else [sys.executable, "-c", _WHEEL_CONVERTER, "mnnconvert", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def convert(onnx_path: Path, mnn_path: Path, converter: Path | str | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> str:
+def convert(onnx_path: Path, mnn_path: Path, settings: settings_module.Settings, converter: Path | str | None = None,
+            timeout: float = 300, env: dict[str, str] | None = None) -> str:
     """Convert an ONNX file to .mnn (converter: see resolve_converter; env: extra variables for the
     converter, e.g. MKBENCH_SERVED_LOG); returns the converter's log, raises ConversionError."""
     result = _run_converter(["-f", "ONNX", "--modelFile", str(onnx_path), "--MNNModel", str(mnn_path),
-                             "--bizCode", "mkbench"], converter, timeout, env)
+                             "--bizCode", "mkbench"], converter, settings, timeout, env)
     log = result.stdout + result.stderr
     if result.returncode != 0 or not mnn_path.exists() or "Converted Success" not in log:
         lines = [line for line in log.splitlines() if line.strip() and "device supports" not in line]
@@ -116,18 +117,22 @@ def convert(onnx_path: Path, mnn_path: Path, converter: Path | str | None = None
     return log
 
 
-def converted_ops(mnn_path: Path, converter: Path | str | None = None) -> list[ConvertedOp]:
-    """The ops of a .mnn graph in order, with the sub-type of shared op types (dumped to JSON by
-    the same converter choice as convert())."""
+def model_json(mnn_path: Path, settings: settings_module.Settings, converter: Path | str | None = None) -> dict:
+    """A .mnn graph as the converter dumps it to JSON (oplists, tensors, parameters)."""
     with tempfile.TemporaryDirectory() as tmp:
         json_path = Path(tmp) / "model.json"
         result = _run_converter(["-f", "MNN", "--modelFile", str(mnn_path), "--JsonFile", str(json_path)],
-                                converter, 120)
+                                converter, settings, 120)
         if not json_path.exists():
             raise ConversionError(f"cannot dump {mnn_path} to JSON: {(result.stdout + result.stderr)[-200:]}")
-        graph = json.loads(json_path.read_text())
+        return json.loads(json_path.read_text())
+
+
+def converted_ops(mnn_path: Path, settings: settings_module.Settings, converter: Path | str | None = None) -> list[ConvertedOp]:
+    """The ops of a .mnn graph in order, with the sub-type of shared op types (dumped to JSON by
+    the same converter choice as convert())."""
     ops = []
-    for op in graph.get("oplists", []):
+    for op in model_json(mnn_path, settings, converter).get("oplists", []):
         op_type = op.get("type", "?")
         field = SUB_TYPE_FIELDS.get(op_type)
         sub = (op.get("main") or {}).get(field) if field else None

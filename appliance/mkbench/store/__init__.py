@@ -1,5 +1,8 @@
 """The results store: one SQLite file, the interface between every stage.
 
+This module owns the connection and the schema; `rows.py` owns every write (one named function
+per kind of row, so each table has one writer) and the queries several stages share.
+
 Rows are written inside transactions, so a killed process leaves either a whole row or
 none. The schema is versioned with SQLite's `user_version`; `MIGRATIONS[i]` upgrades a
 database from version i to i+1, and opening a database applies what is missing.
@@ -7,11 +10,9 @@ database from version i to i+1, and opening a database applies what is missing.
 
 from __future__ import annotations
 
-import json
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import sqlite_utils
 
@@ -206,20 +207,3 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
-    """Insert one row atomically; dict/list values are stored as JSON. Returns its rowid."""
-    encoded = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for k, v in row.items()}
-    if table in _TABLES_WITH_CREATED_AT:
-        encoded.setdefault("created_at", time.time())
-    with transaction(db):
-        cursor = db.conn.execute(
-            f"INSERT INTO [{table}] ({', '.join(f'[{k}]' for k in encoded)}) "
-            f"VALUES ({', '.join('?' for _ in encoded)})",
-            list(encoded.values()),
-        )
-    return cursor.lastrowid
-
-
-_TABLES_WITH_CREATED_AT = {"runs", "builds", "evaluations", "attempts", "llm_calls"}

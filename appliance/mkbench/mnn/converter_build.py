@@ -34,10 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings as settings_module
+from ..filelock import built_once, locked
+from ..settings import REPO_ROOT
 from . import build as build_module
 from . import tree as tree_module
-from ..settings import REPO_ROOT
-from .build import BUILD_RECIPE, MNN_OPTIONS, BuildError, BuildLog, _hash
+from .build import BUILD_RECIPE, MNN_OPTIONS
+from .symbols import defines_class, read_symbols, vtable_classes
+from .toolbox import BuildError, BuildLog, binutil, cache_key, compile_cpp, first_error, record_build
 from .toolchain import Toolchain, toolchain
 
 # The native build's options with the converter and its bundled protobuf turned on.
@@ -62,7 +65,7 @@ _ONNX_OP = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 def converter_key(tc: Toolchain, fingerprint: str) -> str:
     """Cache key of the converter build: toolchain, tree and options (like build.library_key)."""
-    return _hash(BUILD_RECIPE, "converter", tc.target, tc.name, tc.identity, tc.cmake_args, fingerprint, CONVERTER_OPTIONS)[:16]
+    return cache_key(BUILD_RECIPE, "converter", tc.target, tc.name, tc.identity, tc.cmake_args, fingerprint, CONVERTER_OPTIONS)[:16]
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,10 @@ def _load_manifest(directory: Path) -> ConverterBuild | None:
     )
 
 
-def build_converter(settings: settings_module.Settings | None = None) -> ConverterBuild:
+def build_converter(settings: settings_module.Settings) -> ConverterBuild:
     """The converter build of the configured tree: reused when cached, else built (19 min on 2
     cores, 1 min from a warm ccache) and recorded. Raises TreeError without a tree, BuildError when MNN fails to build."""
-    s = settings or settings_module.load()
+    s = settings
     tc = toolchain("host", s)
     tree = tree_module.open_tree(s)
     key = converter_key(tc, tree.fingerprint)
@@ -138,7 +141,7 @@ def build_converter(settings: settings_module.Settings | None = None) -> Convert
         cached = _load_manifest(directory)
         return cached if cached is not None and cached.converter.is_file() else None
 
-    return build_module.built_once(s.builds_dir / f"converter-host-{key}.lock", ready,
+    return built_once(s.builds_dir / f"converter-host-{key}.lock", ready,
                                    lambda: _build_converter_locked(s, tc, tree, key, directory))
 
 
@@ -152,7 +155,7 @@ def _build_converter_locked(s: settings_module.Settings, tc: Toolchain, tree: tr
     try:
         if data is None:
             build_dir = directory / "mnn"
-            converter = build_module._configure_and_build_library(tc, tree.path, build_dir, log, CONVERTER_OPTIONS, "MNNConvert", "MNNConvert")
+            converter = build_module.configure_and_build(tc, tree.path, build_dir, log, CONVERTER_OPTIONS, "MNNConvert", "MNNConvert")
             compile_command, compile_directory = build_module.compile_command_for(build_dir, tree.path / ONNXEXTRA_SAMPLE)
             link_command, converter_object, link_tail = _converter_link_line(build_dir, log)
             data = {
@@ -170,9 +173,9 @@ def _build_converter_locked(s: settings_module.Settings, tc: Toolchain, tree: tr
             compile_command=tuple(data["compile_command"]), compile_directory=Path(data["compile_directory"]),
             recorder_object=recorder, tree=tree.path, tree_fingerprint=tree.fingerprint,
         )
-        result = build_module.compile_cpp(kit, RECORDER_SOURCE, recorder, log, extra=[f"-iquote{tree.path / ONNXEXTRA_DIR}"])
+        result = compile_cpp(kit, RECORDER_SOURCE, recorder, log, extra=[f"-iquote{tree.path / ONNXEXTRA_DIR}"])
         if result.returncode != 0:
-            raise BuildError(f"compiling {RECORDER_SOURCE.name} failed: {build_module.first_error(result)}")
+            raise BuildError(f"compiling {RECORDER_SOURCE.name} failed: {first_error(result)}")
         data["recorders"][recorder_key()] = str(recorder)
         staging = manifest_path.with_suffix(".partial")
         staging.write_text(json.dumps(data, indent=1))
@@ -182,7 +185,7 @@ def _build_converter_locked(s: settings_module.Settings, tc: Toolchain, tree: tr
         seconds = time.monotonic() - started
         directory.mkdir(parents=True, exist_ok=True)
         (directory / ("build.log" if built_converter else f"recorder-{recorder_key()}.log")).write_text(log.text())
-        build_module.record_build(s, tc.target, "converter", key, ok, seconds, log.text())
+        record_build(s, tc.target, "converter", key, ok, seconds, log.text())
     built = _load_manifest(directory)
     assert built is not None
     return built
@@ -218,9 +221,9 @@ def _converter_link_line(build_dir: Path, log: BuildLog) -> tuple[tuple[str, ...
     return tuple(head), build_dir / argv[position], tuple(tail)
 
 
-def converter_status(settings: settings_module.Settings | None = None) -> tuple[bool, str]:
+def converter_status(settings: settings_module.Settings) -> tuple[bool, str]:
     """(built, one line) for `mkbench doctor`, without building anything."""
-    s = settings or settings_module.load()
+    s = settings
     tree = tree_module.open_tree(s)
     directory = s.builds_dir / f"converter-host-{converter_key(toolchain('host', s), tree.fingerprint)}"
     built = _load_manifest(directory)
@@ -229,9 +232,9 @@ def converter_status(settings: settings_module.Settings | None = None) -> tuple[
     return False, "not built: the first conversion builds it from the tree (about 19 min on 2 cores, 1 min from a warm ccache)"
 
 
-def tree_converter(settings: settings_module.Settings | None = None) -> Path | None:
+def tree_converter(settings: settings_module.Settings) -> Path | None:
     """The tree's MNNConvert (built on first use, minutes), or None when no MNN tree is configured."""
-    s = settings or settings_module.load()
+    s = settings
     try:
         tree_module.open_tree(s)
     except tree_module.TreeError:
@@ -265,7 +268,7 @@ def _archive_without(build: ConverterBuild, onnx_op: str, log: BuildLog) -> tupl
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = destination.with_name(f"{destination.name}.{os.getpid()}.partial")
     shutil.copyfile(build.deps_archive, staging)
-    ar = build_module.binutil(build.compile_command, "ar")
+    ar = binutil(build.compile_command, "ar")
     listed = log.run([ar, "t", staging]).stdout.split()
     for member in members:
         if listed.count(member) != 1:
@@ -280,20 +283,7 @@ def _archive_without(build: ConverterBuild, onnx_op: str, log: BuildLog) -> tupl
 
 def native_classes(build: ConverterBuild, archive: Path) -> frozenset[str]:
     """Classes with a vtable in a deps archive (copy), cached beside it."""
-    from .inject import _symbols  # nm + c++filt, shared with CPU-execution candidates
-
-    cache = archive.with_name(archive.name + ".classes.txt")
-    if cache.is_file():
-        return frozenset(cache.read_text().split("\n")) - {""}
-    classes = {
-        symbol.demangled.removeprefix("vtable for ")
-        for _, symbol in _symbols(build, archive, BuildLog([]), ["--defined-only"])
-        if symbol.demangled.startswith("vtable for ")
-    }
-    staging = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
-    staging.write_text("\n".join(sorted(classes)) + "\n")
-    staging.replace(cache)
-    return frozenset(classes)
+    return vtable_classes(build, archive, archive.with_name(archive.name + ".classes.txt"))
 
 
 def _worker_directory(build: ConverterBuild, settings: settings_module.Settings, worker: str) -> Path:
@@ -302,22 +292,20 @@ def _worker_directory(build: ConverterBuild, settings: settings_module.Settings,
     return settings.builds_dir / "candidates" / f"converter-{build.key}" / worker
 
 
-def build_composite_candidate(source: str, onnx_op: str, settings: settings_module.Settings | None = None, worker: str = "0") -> CandidateConverter:
+def build_composite_candidate(source: str, onnx_op: str, settings: settings_module.Settings, worker: str = "0") -> CandidateConverter:
     """Build an MNNConvert whose transform for `onnx_op` is the candidate's; ok=False (with the
     output) on any failure of the candidate. Raises only for harness problems (no tree, a bad op
     name, MNN failing to build). One worker builds one candidate at a time, in a fresh folder."""
     if not _ONNX_OP.fullmatch(onnx_op):
         raise ValueError(f"an ONNX op name is [A-Za-z][A-Za-z0-9_]*, got {onnx_op!r}")
-    s = settings or settings_module.load()
+    s = settings
     build = build_converter(s)
     directory = _worker_directory(build, s, worker)
-    with build_module.locked(directory.with_name(directory.name + ".lock")):
+    with locked(directory.with_name(directory.name + ".lock")):
         return _build_candidate_locked(source, onnx_op, build, directory, s)
 
 
 def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, directory: Path, s: settings_module.Settings) -> CandidateConverter:
-    from .inject import _defines_class, _symbols
-
     started = time.monotonic()
     log = BuildLog([])
     cache_key = hashlib.sha256(f"{build.key}\n{recorder_key()}\n{onnx_op}\n{source}".encode()).hexdigest()[:16]
@@ -326,7 +314,7 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     def finish(ok: bool, reason: str, output: str, converter: Path | None = None, removed: tuple[str, ...] = ()) -> CandidateConverter:
         seconds = time.monotonic() - started
         (directory / "build.log").write_text(log.text())
-        build_id = build_module.record_build(s, "host", "composite", cache_key, ok, seconds, log.text())
+        build_id = record_build(s, "host", "composite", cache_key, ok, seconds, log.text())
         return CandidateConverter(
             ok=ok, converter=converter, compiler_output=output, seconds=seconds, reason=reason, onnx_op=onnx_op,
             registered_ops=names, removed_members=removed, directory=directory, build_id=build_id,
@@ -336,18 +324,18 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     (directory / "candidate.cpp").write_text(source)
-    compiled = build_module.compile_cpp(
+    compiled = compile_cpp(
         build, Path("candidate.cpp"), Path("candidate.o"), log,
         extra=[f"-iquote{build.tree / ONNXEXTRA_DIR}"], cwd=directory, timeout=CANDIDATE_COMPILE_SECONDS,
     )
     output = (compiled.stdout + compiled.stderr).rstrip()
     if compiled.returncode != 0:
-        return finish(False, f"compile error: {build_module.first_error(compiled)}", output)
+        return finish(False, f"compile error: {first_error(compiled)}", output)
 
     def refuse(reason: str) -> CandidateConverter:
         return finish(False, reason, f"{output}\nmkbench: {reason}".lstrip())
 
-    symbols = [symbol for _, symbol in _symbols(build, directory / "candidate.o", log)]
+    symbols = [symbol for _, symbol in read_symbols(build, directory / "candidate.o")]
     inserts = sorted({sym.mangled for sym in symbols if sym.kind == "U" and sym.demangled.startswith(_INSERT_PREFIX)})
     how = f'define an OnnxExtraManager::Transform and register it with OnnxExtraManager::get()->insert("{onnx_op}", ...)'
     if not inserts:
@@ -362,12 +350,12 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     archive, removed = _archive_without(build, onnx_op, log)
     # Same-named classes share their inline code (COMDAT): the linker would keep only one of them.
     defined = {sym.demangled.removeprefix("vtable for ") for sym in symbols if sym.kind not in "Uu" and sym.demangled.startswith("vtable for ")}
-    clashes = sorted(c for c in defined & native_classes(build, archive) if _defines_class(source, c))
+    clashes = sorted(c for c in defined & native_classes(build, archive) if defines_class(source, c))
     if clashes:
         return refuse(f"the file defines class {clashes[0]}, which MNN's converter also defines: give your classes their own names")
 
     renames = [f"--redefine-sym={mangled}=mkbench_candidate_insert" for mangled in inserts]
-    objcopy = log.run([build_module.binutil(build.compile_command, "objcopy"), *renames, "candidate.o", "candidate_recorded.o"], cwd=directory)
+    objcopy = log.run([binutil(build.compile_command, "objcopy"), *renames, "candidate.o", "candidate_recorded.o"], cwd=directory)
     if objcopy.returncode != 0:
         return refuse(f"objcopy failed: {(objcopy.stderr.strip().splitlines() or ['?'])[-1]}")
 
@@ -378,7 +366,7 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     linked = log.run([*build.link_command, *objects, "-o", staging, *tail])
     if linked.returncode != 0:
         link_output = (linked.stdout + linked.stderr).rstrip()
-        return finish(False, f"link error: {build_module.first_error(linked)}", f"{output}\n{link_output}".strip(), removed=removed)
+        return finish(False, f"link error: {first_error(linked)}", f"{output}\n{link_output}".strip(), removed=removed)
     staging.replace(converter)
     return finish(True, "", output, converter=converter, removed=removed)
 

@@ -8,7 +8,7 @@ them; the model converts to .mnn and the converted graph is what the spec record
 (kind, targets); native MNN on the host agrees with the reference within the task's
 tolerance. Then the native runner's record of what MNN asked for (CPU creators, geometry
 computers) and the converter's own transforms choose the kind of kernel that serves the task
-(judge/support.py). Findings are per task, so one bad task never hides the others.
+(kinds.choose). Findings are per task, so one bad task never hides the others.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .. import settings as settings_module
-from ..judge.compare import compare_all
-from ..mnn import convert as mnn_convert
-from . import model as task_model
-from ..settings import JUDGE_HINTS
-from .native import run_native
-from .spec import Task, Tolerance
+from . import kinds
+from . import settings as settings_module
+from .mnn import conversion
+from .mnn import tree as tree_module
+from .settings import JUDGE_HINTS
+from .tasks import model as task_model
+from .tasks.compare import compare_all
+from .tasks.native import run_native
+from .tasks.spec import MnnTarget, Task
 
 
 @dataclass(frozen=True)
@@ -54,39 +56,17 @@ class TaskCheck:
     judge_reason: str = ""
 
 
-# GEOMETRCOMPUTEMASK_ALL - GEOMETRCOMPUTEMASK_USELOOP (include/MNN/Interpreter.hpp): with the
-# loop lowering off, a broadcast BinaryOp runs as Raster + BinaryOp and asks the creator.
-NO_LOOP_GEOMETRY = 0xFFFF - (1 << 2)
-
-
-def runtime_hints(task: Task, targets) -> dict[str, int]:
-    """Runtime hints a task needs so that MNN asks the kernel for its op at all.
-
-    By default MNN's geometry stage lowers a float BinaryOp with a broadcast input into a
-    While op run by CPULoop, which calls MNN's math directly and never the creator
-    (MNN-NOTES). The judge turns that lowering off for such tasks, for native and candidate.
-    """
-    shapes = {i.shape for i in task.inputs} | {c.shape for c in task.constants if c.shape}
-    if any(op_type == "BinaryOp" for op_type, _ in targets) and len(shapes) > 1:
-        return {"GEOMETRY_COMPUTE_MASK": NO_LOOP_GEOMETRY}
-    return {}
-
-
 # Ops that only reinterpret or read a shape: the work of a task that has other ops is elsewhere.
 SHAPE_ONLY_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "ExpandDims", "Flatten", "Shape", "Rank", "Size"})
 
 
-def classify(ops: list[mnn_convert.ConvertedOp]) -> tuple[str, tuple[tuple[str, str | None], ...]]:
-    """Which kind of kernel serves a converted graph, and which (op type, sub-type) it replaces."""
-    compute = mnn_convert.compute_ops(ops)
+def classify(ops: list[conversion.ConvertedOp]) -> tuple[str, tuple[tuple[str, str | None], ...]]:
+    """The kind of kernel a converted graph suggests (kinds.first_guess), and which (op type,
+    sub-type) it replaces: its compute ops, without the shape-only ones when others do the work."""
+    compute = conversion.compute_ops(ops)
     if any(op.type not in SHAPE_ONLY_OPS for op in compute):
         compute = [op for op in compute if op.type not in SHAPE_ONLY_OPS]
-    targets = tuple(dict.fromkeys((op.type, op.sub_type) for op in compute))
-    if len(compute) == 1 and compute[0].type in mnn_convert.CPU_OP_TYPES:
-        return "cpu-execution", targets
-    if len(compute) == 1:
-        return "geometry", targets
-    return "composite", targets
+    return kinds.first_guess(compute)
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,10 +134,10 @@ def _degenerate(task: Task, sets: list[tuple[dict, dict]]) -> list[str]:
     return problems
 
 
-def check_task(task: Task, host_runner: Path | None = None) -> TaskCheck:
+def check_task(task: Task, settings: settings_module.Settings, host_runner: Path | None = None) -> TaskCheck:
     """Every check for one task (runs converters and native MNN in child processes); with the
-    native host runner, also whether today's judge can serve it (judge.support)."""
-    problems, notes = [], []
+    native host runner, also which kind of kernel serves it and whether MNN asks for it (kinds.choose)."""
+    problems = []
     try:
         built = task_model.build_model(task)
         inferred = onnx.shape_inference.infer_shapes(built, strict_mode=True)
@@ -184,14 +164,14 @@ def check_task(task: Task, host_runner: Path | None = None) -> TaskCheck:
         onnx_path, mnn_path = Path(tmp) / "task.onnx", Path(tmp) / "task.mnn"
         onnx.save(built, onnx_path)
         try:
-            mnn_convert.convert(onnx_path, mnn_path)
-            ops = mnn_convert.converted_ops(mnn_path)
-        except mnn_convert.ConversionError as error:
+            conversion.convert(onnx_path, mnn_path, settings)
+            ops = conversion.converted_ops(mnn_path, settings)
+        except conversion.ConversionError as error:
             reason = f"MNN's converter refuses the model: {error}"
             return TaskCheck(task.name, tuple(problems), node_count, reason=reason, notes=tuple(nonfinite))
         kind, targets = classify(ops)
-        hints = runtime_hints(task, targets)
-        labels = tuple(op.label for op in mnn_convert.compute_ops(ops))
+        hints = kinds.KINDS[kind].runtime_hints(task, targets)
+        labels = tuple(op.label for op in conversion.compute_ops(ops))
         native_ok, native_error, native_reason = None, None, ""
         try:
             actual = run_native(mnn_path, inputs, [o.name for o in task.outputs], Path(tmp) / "native",
@@ -214,7 +194,7 @@ def check_task(task: Task, host_runner: Path | None = None) -> TaskCheck:
     runnable = not reason and not problems
     judgeable, judge_reason = None, ""
     if runnable and host_runner is not None:
-        kind, targets, hints, judgeable, judge_reason = _measured_kind(task, kind, targets, labels, hints, host_runner)
+        kind, targets, hints, judgeable, judge_reason = _measured_kind(task, kind, targets, labels, hints, host_runner, settings)
         mismatch = _mismatch(task, kind, targets, hints)
     return TaskCheck(task.name, tuple(problems), node_count, labels, tuple(sorted(hints.items())), kind, targets,
                      native_ok, native_error, runnable, reason, tuple(nonfinite), mismatch, judgeable, judge_reason)
@@ -227,39 +207,36 @@ def _mismatch(task: Task, kind: str, targets: tuple, hints: dict) -> str:
     return ""
 
 
-def _measured_kind(task: Task, kind: str, targets: tuple, labels: tuple, hints: dict, host_runner: Path):
+def _measured_kind(task: Task, kind: str, targets: tuple, labels: tuple, hints: dict, host_runner: Path,
+                   settings: settings_module.Settings):
     """(kind, targets, hints, judgeable, reason): the kind of kernel the native runner's record
-    shows MNN asking for (judge/support.py), with the runtime hints that kind needs."""
+    shows MNN asking for (kinds.choose), with the runtime hints that kind needs."""
     from dataclasses import replace as replace_field
 
-    from ..judge import support
-    from ..mnn import tree as tree_module
-    from .spec import MnnTarget
+    from .kinds.probe import native_record
 
     try:
-        root = tree_module.open_tree(settings_module.load()).path
+        root = tree_module.open_tree(settings).path
     except tree_module.TreeError:
         root = None
     probe = replace_field(task, mnn=MnnTarget(kind, targets, labels, hints))
     try:
-        report = support.native_report(probe, host_runner)
+        record = native_record(probe, host_runner, settings)
     except RuntimeError as error:
         return kind, targets, hints, False, str(error)
-    kind, chosen, judgeable, reason = support.choose_kind(task, targets, report, root)
-    if kind != "cpu-execution":
-        hints = {}  # a composite's model and a geometry computer run with MNN's default lowering
-    return kind, chosen, hints, judgeable, reason
+    kind, chosen, judgeable, reason = kinds.choose(probe, targets, record, root, settings)
+    return kind, chosen, kinds.KINDS[kind].runtime_hints(task, chosen), judgeable, reason
 
 
-def validate(tasks: list[Task], workers: int = 2) -> list[TaskCheck]:
+def validate(tasks: list[Task], settings: settings_module.Settings, workers: int = 2) -> list[TaskCheck]:
     """Check every task, in parallel worker processes; results in the tasks' order."""
-    from ..judge.support import host_runner
+    from .kinds.probe import host_runner
 
-    runner = host_runner()
+    runner = host_runner(settings)
     if workers <= 1:
-        return [check_task(t, runner) for t in tasks]
+        return [check_task(t, settings, runner) for t in tasks]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(check_task, tasks, [runner] * len(tasks)))
+        return list(pool.map(check_task, tasks, [settings] * len(tasks), [runner] * len(tasks)))
 
 
 def to_json(check: TaskCheck) -> dict:
@@ -284,7 +261,7 @@ class Summary:
 
 def findings_to_spec(task: Task, check: TaskCheck) -> None:
     """Record what conversion and native MNN showed in the task's spec file."""
-    from .spec import write_section
+    from .tasks.spec import write_section
 
     if check.kind:
         write_section(task.path, "mnn", {"kind": check.kind, "targets": [list(t) if t[1] else [t[0]] for t in check.targets],
