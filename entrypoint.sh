@@ -13,7 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
 
-APT_PACKAGES=(g++ cmake ninja-build ccache g++-aarch64-linux-gnu qemu-user-static adb clang strace)
+APT_PACKAGES=(g++ cmake ninja-build ccache g++-aarch64-linux-gnu qemu-user-static adb clang strace bubblewrap)
 
 log() { echo "mkbench-setup: $*" >&2; }
 

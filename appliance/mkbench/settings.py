@@ -42,6 +42,7 @@ class Settings:
     ndk_home: Path | None  # ANDROID_NDK_HOME: preferred arm64 toolchain when set
     models_dir: Path  # MKBENCH_MODELS: GGUF files and their registry
     builds_dir: Path  # MKBENCH_BUILDS: MNN builds and candidate workspaces (shareable cache)
+    sandbox: bool = True  # MKBENCH_SANDBOX=off: untrusted code runs unjailed (recorded with every verdict)
 
     @property
     def db_path(self) -> Path:
@@ -68,4 +69,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         ndk_home=path("ANDROID_NDK_HOME"),
         models_dir=path("MKBENCH_MODELS") or home / "models",
         builds_dir=path("MKBENCH_BUILDS") or home / "builds",
+        sandbox=env.get("MKBENCH_SANDBOX", "on").strip().lower() not in ("off", "0", "no", "false"),
     )

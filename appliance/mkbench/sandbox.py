@@ -1,0 +1,131 @@
+"""The jail every untrusted program runs in: candidate builds, candidate runners on the host and
+under qemu, candidate converters, and imported task files.
+
+    jail = Jail(writable=(out,), readable=(workdir,), cpu_seconds=120)
+    wrapped = wrap(argv, jail, cwd=workdir)        # argv, env: run them with subprocess as usual
+
+Built on Debian's bubblewrap (`bwrap`), started through `prlimit` (process limits) and, when mkbench
+runs as root, `setpriv` (an unprivileged uid: root would ignore the process limit and could raise
+the others back). Inside: new user, mount, PID, network, IPC, UTS and cgroup namespaces; the
+system folders (/usr, /lib*, /bin, /sbin, /etc) read-only; a fresh /tmp, /proc and /dev; the
+`readable` paths read-only and the `writable` ones read-write, at their own paths; nothing else of
+the machine (no MKBENCH_HOME: no references, no database, no other candidate); a network namespace
+with only a loopback of its own; a scrubbed environment. `--die-with-parent` and the PID namespace
+mean a timeout (the caller kills bwrap) or the harness dying leaves no process behind.
+
+It needs unprivileged user namespaces (`kernel.unprivileged_userns_clone`, on by default in Debian
+and Ubuntu). In a container, Docker's default seccomp profile refuses them: run the appliance with
+`--privileged`, or with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`.
+Where that is impossible, MKBENCH_SANDBOX=off judges without the jail, and every verdict records it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NOBODY = 65534  # the uid and gid untrusted code runs as when mkbench runs as root
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
+PATH = "/usr/local/bin:/usr/bin:/bin"
+GIB = 1 << 30
+
+
+class SandboxUnavailable(RuntimeError):
+    """The jail cannot start on this machine (the message says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class Jail:
+    """What an untrusted program may see, write and use."""
+
+    writable: tuple[str, ...] = ()  # bound read-write at the same path (a working or output folder)
+    readable: tuple[str, ...] = ()  # bound read-only at the same path (the MNN tree, a native build, ...)
+    env: tuple[tuple[str, str], ...] = ()  # variables on top of the scrubbed environment
+    cpu_seconds: int | None = None  # RLIMIT_CPU, per process
+    memory_bytes: int | None = 8 * GIB  # RLIMIT_AS
+    file_bytes: int | None = 2 * GIB  # RLIMIT_FSIZE: the largest file it may write
+    processes: int | None = 512  # RLIMIT_NPROC (threads count), for the unprivileged user
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """A command line ready for subprocess, with its environment."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def wrap(argv: list[str], jail: Jail, cwd: str | Path, enabled: bool = True) -> Wrapped:
+    """The command line that runs argv in the jail, from cwd (which must be readable or writable
+    in it). With enabled=False (MKBENCH_SANDBOX=off) argv runs as it is, with the jail's variables."""
+    if not enabled:
+        return Wrapped(list(argv), {**os.environ, **dict(jail.env)})
+    problem = unavailable()
+    if problem:
+        raise SandboxUnavailable(problem)
+    _own(jail.writable)
+    command = [*_limits(jail), *_unprivileged()]
+    command += ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
+                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for folder in SYSTEM_DIRS:
+        command += ["--ro-bind-try", folder, folder]
+    for path in jail.readable:
+        command += ["--ro-bind", str(path), str(path)]
+    for path in jail.writable:
+        command += ["--bind", str(path), str(path)]
+    command += ["--chdir", str(cwd), "--clearenv", "--setenv", "PATH", PATH, "--setenv", "HOME", "/tmp",
+                "--setenv", "LANG", "C.UTF-8"]
+    for name, value in jail.env:
+        command += ["--setenv", name, value]
+    return Wrapped([*command, "--", *argv], {"PATH": PATH})
+
+
+def _limits(jail: Jail) -> list[str]:
+    limits = [("--cpu", jail.cpu_seconds), ("--as", jail.memory_bytes), ("--fsize", jail.file_bytes),
+              ("--nproc", jail.processes), ("--core", 0)]
+    return ["prlimit", *(f"{flag}={value}" for flag, value in limits if value is not None), "--"]
+
+
+def _unprivileged() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+
+
+def _own(paths) -> None:
+    """A writable folder must be the unprivileged user's when mkbench runs as root."""
+    if os.geteuid() != 0:
+        return
+    for path in paths:
+        os.chown(path, NOBODY, NOBODY)
+
+
+def give(path: Path) -> Path:
+    """Make a folder (and its parents) for jailed writes: owned by the jail's user when we are root."""
+    path.mkdir(parents=True, exist_ok=True)
+    _own([path])
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def unavailable() -> str:
+    """Why the jail cannot start here ("" when it can): bwrap missing, or user namespaces refused."""
+    for tool in ("bwrap", "prlimit", *(["setpriv"] if os.geteuid() == 0 else [])):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install bubblewrap util-linux): the candidate sandbox needs it"
+    probe = [*_limits(Jail()), *_unprivileged(), "bwrap", "--unshare-all", "--die-with-parent",
+             *[a for folder in SYSTEM_DIRS for a in ("--ro-bind-try", folder, folder)], "--", "true"]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"the candidate sandbox does not start: {error}"
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        return (f"the candidate sandbox does not start ({last}): in a container, run it with --privileged or "
+                "--security-opt seccomp=unconfined --security-opt apparmor=unconfined; or set MKBENCH_SANDBOX=off "
+                "to judge without it (every verdict then records that)")
+    return ""
