@@ -52,6 +52,12 @@ class Settings:
     def cache_dir(self) -> Path:
         return self.home / "cache"
 
+    @property
+    def work_dir(self) -> Path:
+        """Where candidates are built and worked on: under the data folder, never beside the
+        native builds (which an appliance image ships read-only, outside its data volume)."""
+        return self.home / "work"
+
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from the environment (at the edge: the CLI, a script, a test), or from

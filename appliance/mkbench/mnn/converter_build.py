@@ -289,7 +289,7 @@ def native_classes(build: ConverterBuild, archive: Path) -> frozenset[str]:
 def _worker_directory(build: ConverterBuild, settings: settings_module.Settings, worker: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", worker):
         raise ValueError(f"worker names are [A-Za-z0-9_.-]+, got {worker!r}")
-    return settings.builds_dir / "candidates" / f"converter-{build.key}" / worker
+    return settings.work_dir / "candidates" / f"converter-{build.key}" / worker
 
 
 def build_composite_candidate(source: str, onnx_op: str, settings: settings_module.Settings, worker: str = "0") -> CandidateConverter:

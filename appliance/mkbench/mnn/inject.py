@@ -161,7 +161,7 @@ def native_references(native: NativeBuild, undefined: Iterable[str], source: str
 def _worker_directory(native: NativeBuild, settings: settings_module.Settings, worker: str) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", worker):
         raise ValueError(f"worker names are [A-Za-z0-9_.-]+, got {worker!r}")
-    return settings.builds_dir / "candidates" / f"{native.target}-{native.key}-{build_module.runner_key()}" / worker
+    return settings.work_dir / "candidates" / f"{native.target}-{native.key}-{build_module.runner_key()}" / worker
 
 
 def build_candidate(source: str, targets: Iterable[Sequence], target: str, worker: str, settings: settings_module.Settings,
