@@ -231,6 +231,20 @@ def test_fingerprint_of_the_emulator(device, emulator):
     assert fp["state"]["temperatures_c"] and fp["governors"] == ["schedutil"]
     state = device.read_state()
     assert state["cur_khz"]["7"] == 2841600
+    # Its shell is root, so its big cores' clocks are locked (in its own sysfs) at 80% of their top.
+    big = {str(c) for c in fp["big_cores"]}
+    assert fp["clocks"]["how"].startswith("root") and set(fp["clocks"]["locked"]) == big
+    assert fp["clocks"]["locked"]["7"] == 2841600 * 8 // 10
+
+
+def test_a_run_taken_throttled_is_named():
+    from mkbench.devices.fingerprint import throttled
+
+    clocks = {"locked": {"7": 2000000}}
+    assert throttled({"after": {"cur_khz": {"7": 2000000}, "temperatures_c": {"cpu": 41.0}}}, clocks) == ""
+    assert "locked at 2000000" in throttled({"after": {"cur_khz": {"7": 1500000}}}, clocks)
+    assert "°C" in throttled({"after": {"cur_khz": {"7": 2000000}, "temperatures_c": {"cpu": 71.0}}}, clocks)
+    assert throttled({"after": {"temperatures_c": {"cpu": 71.0}}}, None)  # unlocked: heat alone says it
 
 
 def test_push_run_pull_an_arm64_binary(device, program, tmp_path):

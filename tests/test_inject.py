@@ -61,28 +61,28 @@ def model(tmp_path_factory, session_settings) -> Path:
 
 @pytest.fixture(scope="session")
 def inputs(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
-    """timing/ and check0..2/ with seeded draws; check2 holds edge values."""
+    """s00/ (timed) and s01..s03/ (checked) with seeded draws; s03 holds edge values."""
     root = tmp_path_factory.mktemp("inputs")
     rng = np.random.default_rng(7)
     draws = [rng.uniform(-3, 3, SHAPE).astype(np.float32) for _ in range(3)]
     draws[2].flat[:6] = [0.0, -0.0, -1e-30, 1e-30, -10.0, 10.0]  # Exp: stay inside MNN's clamp
-    for name, array in [("timing", rng.uniform(-3, 3, SHAPE).astype(np.float32))] + [(f"check{i}", a) for i, a in enumerate(draws)]:
+    for name, array in [("s00", rng.uniform(-3, 3, SHAPE).astype(np.float32))] + [(f"s0{i + 1}", a) for i, a in enumerate(draws)]:
         (root / name).mkdir()
         np.save(root / name / "x.npy", array)
     return root, draws
 
 
 def run_runner(runner: Path, model: Path, inputs: Path, out: Path, prefix=(), threads: int = 1, extra=()) -> subprocess.CompletedProcess:
-    command = [*prefix, str(runner), "--model", str(model), "--inputs", str(inputs), "--out", str(out),
-               "--warmup", "2", "--iterations", "5", "--threads", str(threads), "--precision", "high",
-               "--hint", "GEOMETRY_COMPUTE_MASK=0xFFFB", "--hint", "WINOGRAD_MEMORY_LEVEL=0", *extra]
+    command = [*prefix, str(runner), "--model", str(model), "--sets", str(inputs), "--out", str(out),
+               "--warmup", "2", "--iterations", "5", "--rotate", "1", "--perturb", "7", "--threads", str(threads),
+               "--precision", "high", "--hint", "GEOMETRY_COMPUTE_MASK=0xFFFB", "--hint", "WINOGRAD_MEMORY_LEVEL=0", *extra]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
 def check_outputs(out: Path, draws: list[np.ndarray]) -> None:
     for i, x in enumerate(draws):
-        y = np.load(out / f"check{i}" / "y.npy")
-        z = np.load(out / f"check{i}" / "z.npy")
+        y = np.load(out / f"s0{i + 1}" / "y.npy")
+        z = np.load(out / f"s0{i + 1}" / "z.npy")
         assert y.dtype == np.float32 and y.shape == SHAPE
         with np.errstate(over="ignore"):
             np.testing.assert_allclose(y, np.exp(np.abs(x)), rtol=1e-4)  # MNN's NEON exp: 5.4e-5 under qemu
@@ -108,17 +108,18 @@ def test_native_runner_reports_native_everywhere(native_host, model, inputs, tmp
     assert all(s["served"] == "native" and s["class_defined_in"] == "native" for s in served.values())
     assert served["ABS"]["execution_class"] == "MNN::CPUUnary"
     assert report["mnn_version"] == "3.6.1"
-    assert report["settings"] == {"threads": 1, "precision": "high", "warmup": 2, "iterations": 5,
+    assert report["settings"] == {"threads": 1, "precision": "high", "warmup": 2, "iterations": 5, "rotate": 1, "perturb": 7,
                                   "hints": {"GEOMETRY_COMPUTE_MASK": 0xFFFB, "WINOGRAD_MEMORY_LEVEL": 0}}
+    assert report["iterations"] == 5 and report["timed_inputs"] in ("in-place", "copied") and report["loop_ms"] > 0
     assert report["threads_before"] == report["threads_after"]
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda root: (root / "check0" / "x.npy").unlink(), "input x"),
-        (lambda root: np.save(root / "check0" / "x.npy", np.zeros((2, 3), np.float64)), "float32"),
-        (lambda root: np.save(root / "check0" / "w.npy", np.zeros(3, np.float32)), "matches no model input"),
+        (lambda root: (root / "s01" / "x.npy").unlink(), "input x"),
+        (lambda root: np.save(root / "s01" / "x.npy", np.zeros((2, 3), np.float64)), "float32"),
+        (lambda root: np.save(root / "s01" / "w.npy", np.zeros(3, np.float32)), "matches no model input"),
     ],
 )
 def test_runner_fails_with_one_line(native_host, model, inputs, tmp_path, change, message):
@@ -224,9 +225,9 @@ def test_outputs_are_poisoned_before_each_check(mnn_settings, model, inputs, tmp
     result = run_runner(built.runner, model, inputs[0], tmp_path)
     assert result.returncode == 0, result.stderr
     for i, x in enumerate(inputs[1]):
-        assert np.isnan(np.load(tmp_path / f"check{i}" / "z.npy")).all()
+        assert np.isnan(np.load(tmp_path / f"s0{i + 1}" / "z.npy")).all()
         with np.errstate(over="ignore"):
-            np.testing.assert_allclose(np.load(tmp_path / f"check{i}" / "y.npy"), np.exp(np.abs(x)), rtol=1e-4)
+            np.testing.assert_allclose(np.load(tmp_path / f"s0{i + 1}" / "y.npy"), np.exp(np.abs(x)), rtol=1e-4)
 
 
 def test_a_candidate_returning_nullptr_fails_the_run_clearly(mnn_settings, model, inputs, tmp_path):
@@ -258,7 +259,7 @@ def test_several_sub_types_of_one_op_type_go_to_the_candidate(mnn_settings, mode
     served = served_by_sub_type(json.loads((tmp_path / "report.json").read_text()))
     assert served["ABS"]["served"] == served["NEG"]["served"] == "candidate"
     assert served["EXP"]["served"] == "native"
-    np.testing.assert_array_equal(np.load(tmp_path / "check0" / "z.npy"), np.abs(inputs[1][0]))  # |x|: the candidate ran
+    np.testing.assert_array_equal(np.load(tmp_path / "s01" / "z.npy"), np.abs(inputs[1][0]))  # |x|: the candidate ran
 
 
 def test_registration_must_cover_the_targets(mnn_settings):

@@ -42,7 +42,8 @@ def test_correct_candidate_is_timed_and_stored(judge):
     row = judge.db["evaluations"].get(verdict.evaluation_id)
     assert row["verdict"] == "correct" and row["candidate"] == ABS
     sides = {m["side"] for m in judge.db["measurements"].rows_where("evaluation_id = ?", [verdict.evaluation_id])}
-    assert sides == {"native", "candidate"}
+    assert sides == {"native", "candidate", "twin"}  # twin: the noise floor, measured on the first evaluation of the task
+    assert verdict.noise_floor_low <= 1.0 <= verdict.noise_floor_high
 
 
 @pytest.mark.slow

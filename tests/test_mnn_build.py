@@ -15,7 +15,6 @@ from dataclasses import replace
 
 import pytest
 
-from mkbench import settings as settings_module
 from mkbench import store
 from mkbench.mnn import build
 from mkbench.mnn.toolchain import TARGETS, Toolchain, ToolchainError, toolchain
@@ -82,8 +81,9 @@ def test_native_runner_refuses_bad_arguments_in_one_line(mnn_settings):
     native = build.build_native("host", mnn_settings)
     result = subprocess.run([native.runner, "--model"], capture_output=True, text=True)
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
-    result = subprocess.run([native.runner, "--model", "m", "--inputs", "i", "--out", "o", "--warmup", "1",
-                             "--iterations", "1", "--threads", "1", "--hint", "NO_SUCH=1"], capture_output=True, text=True)
+    result = subprocess.run([native.runner, "--model", "m", "--sets", "i", "--out", "o", "--warmup", "1",
+                             "--iterations", "1", "--rotate", "1", "--threads", "1", "--hint", "NO_SUCH=1"],
+                            capture_output=True, text=True)
     assert result.returncode != 0 and "unknown hint NO_SUCH" in result.stderr
 
 

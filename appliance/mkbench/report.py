@@ -9,14 +9,19 @@ Everything is read from the database, so a report is rebuilt without re-running 
 Definitions (an item is one generator's attempt at one task on one device; the denominator is
 every item the run planned, so a task never attempted counts as a failure, as in the paper):
 - CSR: share of items whose best kernel compiled. FCR: share whose best kernel is correct.
+- FCR strict: the same, counting only kernels that also pass the scale-aware check (error within
+  10x native MNN's own on the same draws, judge/evaluate.py).
 - fast_p: share of items, on devices whose timings are reportable (not emulated), whose best
-  kernel is correct and more than p times as fast as native MNN. A speedup inside the device's
-  noise floor for the task (from `mkbench selftest`; the device's overall floor when the task has
-  none) is parity: it counts as 1.0, never as a win.
+  kernel is correct, kept in the wins (not `blocked`: no review flag that puts its timing or
+  behaviour in doubt, and it passes the scale-aware check), and more than p times as fast as native
+  MNN: the lower bound of its speedup's 95% interval exceeds p. A speedup whose interval overlaps
+  the device's noise floor for the task (native against itself, measured by the evaluation, or by
+  `mkbench selftest`) is parity: it counts as 1.0, never as a win. `flagged` counts the correct
+  items kept out of the wins.
 - pass@1 and pass@k: the unbiased estimator (Chen et al., 2021) over the candidates an attempt
   judged (n per attempt, c correct), averaged over items; an attempt with n < k counts as pass@n.
   k is the most candidates any of the generator's attempts judged.
-- geomean: geometric mean of the (parity-adjusted) speedups of correct, timed kernels.
+- geomean: geometric mean of the (parity-adjusted) speedups of correct, timed kernels kept in the wins.
 - cost: mean LLM calls, tokens (prompt + completion) and wall seconds per finished attempt.
 """
 
@@ -87,6 +92,9 @@ class Outcome:
     correct: bool = False
     speedup: float | None = None  # as measured (None: not timed, or not reportable)
     floor: tuple[float, float] | None = None
+    interval: tuple[float, float] | None = None  # the speedup's 95% interval (None: an older judge's figure)
+    blocked: bool = False  # correct but kept out of the wins (a blocking flag, or the scale-aware check failed)
+    strict: bool = False  # correct by the scale-aware check too
     candidates: int = 0
     correct_candidates: int = 0
     llm_calls: int = 0
@@ -95,19 +103,32 @@ class Outcome:
 
     @property
     def parity(self) -> bool:
-        """Correct, timed, and inside the noise floor: as fast as native, within the noise."""
-        return self.timed and self.floor is not None and self.floor[0] <= self.speedup <= self.floor[1]
+        """Correct, timed, and its interval overlaps the noise floor: as fast as native, within the noise."""
+        if not self.timed or self.floor is None:
+            return False
+        low, high = self.interval or (self.speedup, self.speedup)
+        return low <= self.floor[1] and high >= self.floor[0]
 
     @property
     def timed(self) -> bool:
-        return self.correct and self.reportable and self.speedup is not None
+        """Correct, timed on a real device, and kept in the wins: its speed counts."""
+        return self.correct and self.reportable and self.speedup is not None and not self.blocked
 
     @property
     def effective_speedup(self) -> float | None:
-        """The speedup as the metrics count it: 1.0 inside the noise floor."""
+        """The speedup as the metrics count it: 1.0 at parity."""
         if not self.timed:
             return None
         return 1.0 if self.parity else self.speedup
+
+    def faster_than(self, p: float) -> bool:
+        """Counts for fast_p: at parity 1.0 > p; otherwise its interval's lower bound (or, for an
+        older judge's figure without one, the speedup) exceeds p."""
+        if not self.timed:
+            return False
+        if self.parity:
+            return 1.0 > p
+        return (self.interval[0] if self.interval else self.speedup) > p
 
 
 @dataclass(frozen=True)
@@ -190,10 +211,17 @@ def _outcome(a: dict, evaluation: dict | None, task: dict, slot: str, serial: st
              floor: tuple[float, float] | None) -> Outcome:
     summary = store_rows.json_dict(a["summary"])
     best = summary.get("best_verdict") or (summary.get("best") if isinstance(summary.get("best"), dict) else None) or {}
+    interval, blocked, strict = None, False, False
     if evaluation is not None:
         verdict = evaluation["verdict"]
         compiled, correct = verdict != "compile-error", verdict == "correct"
         speedup = evaluation["speedup"] if evaluation["timing_reportable"] else None
+        if evaluation.get("speedup_low") is not None and evaluation.get("timing_runs") is not None:
+            interval = (evaluation["speedup_low"], evaluation["speedup_high"])
+        if evaluation.get("noise_floor_low") is not None:
+            floor = (evaluation["noise_floor_low"], evaluation["noise_floor_high"])  # the floor the evaluation measured
+        blocked = bool(evaluation.get("blocked"))
+        strict = correct and evaluation.get("strict_ok") != 0
     elif best:
         verdict, compiled, correct = best.get("verdict"), bool(best.get("compiled")), bool(best.get("correct"))
         speedup = best.get("speedup") if best.get("timing_reportable", True) else None
@@ -208,7 +236,8 @@ def _outcome(a: dict, evaluation: dict | None, task: dict, slot: str, serial: st
         task=a["task"], category=task.get("category", "?"), kind=task.get("kind"), generator=a["generator"], mode=a["mode"],
         slot=slot, device=serial, device_id=a["device_id"], reportable=reportable, status=a["status"], attempt_id=a["id"],
         verdict=verdict, compiled=compiled and a["status"] == "finished", correct=correct and a["status"] == "finished",
-        speedup=speedup, floor=floor, candidates=n, correct_candidates=c, llm_calls=int(summary.get("llm_calls") or 0),
+        speedup=speedup, floor=floor, interval=interval, blocked=blocked, strict=strict and a["status"] == "finished",
+        candidates=n, correct_candidates=c, llm_calls=int(summary.get("llm_calls") or 0),
         tokens=int(summary.get("prompt_tokens") or 0) + int(summary.get("completion_tokens") or 0),
         seconds=float(summary.get("seconds") or 0.0))
 
@@ -237,6 +266,8 @@ class Metrics:
     calls_per_task: float | None
     tokens_per_task: float | None
     seconds_per_task: float | None
+    fcr_strict: float = 0.0  # FCR counting only kernels that pass the scale-aware check too
+    flagged: int = 0  # correct items kept out of the wins (blocking flags, or the scale-aware check)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -259,7 +290,7 @@ def metrics(group: tuple[str, ...], outcomes: Iterable[Outcome], ps: Iterable[fl
     correct = sum(o.correct for o in items)
     eligible = [o for o in items if o.reportable]
     timed = [o for o in items if o.timed]
-    fast = {p: (sum(1 for o in timed if o.effective_speedup > p) / len(eligible) if eligible else None) for p in ps}
+    fast = {p: (sum(1 for o in timed if o.faster_than(p)) / len(eligible) if eligible else None) for p in ps}
     speeds = [o.effective_speedup for o in timed]
     geomean = math.exp(sum(math.log(s) for s in speeds) / len(speeds)) if speeds else None
     judged = [o for o in items if o.status == "finished" and o.candidates]
@@ -275,7 +306,9 @@ def metrics(group: tuple[str, ...], outcomes: Iterable[Outcome], ps: Iterable[fl
     return Metrics(
         group=group, items=total, compiled=compiled, correct=correct, csr=compiled / total if total else 0.0,
         fcr=correct / total if total else 0.0, timed_items=len(eligible), fast=fast,
-        wins=sum(1 for o in timed if o.effective_speedup > 1.0), parity=sum(1 for o in timed if o.parity),
+        wins=sum(1 for o in timed if o.faster_than(1.0)), parity=sum(1 for o in timed if o.parity),
+        fcr_strict=sum(o.strict for o in items) / total if total else 0.0,
+        flagged=sum(1 for o in items if o.correct and o.blocked),
         geomean=geomean, pass_1=pass_1, pass_k=pass_k, k=k, calls_per_task=mean([o.llm_calls for o in finished]),
         tokens_per_task=mean([o.tokens for o in finished]), seconds_per_task=mean([o.seconds for o in finished]))
 
@@ -366,8 +399,8 @@ def recheck_notes(db, data: RunData) -> list[str]:
 
 
 def _columns(report: Report) -> list[str]:
-    return (["items", "CSR", "FCR"] + [f"fast_{p:.1f}" if round(p, 1) == p else f"fast_{p:g}" for p in report.ps]
-            + ["pass@1", "pass@k", "geomean", "wins", "parity", "calls/task", "tokens/task", "s/task"])
+    return (["items", "CSR", "FCR", "FCR strict"] + [f"fast_{p:.1f}" if round(p, 1) == p else f"fast_{p:g}" for p in report.ps]
+            + ["pass@1", "pass@k", "geomean", "wins", "parity", "flagged", "calls/task", "tokens/task", "s/task"])
 
 
 def _cells(m: Metrics, ps: tuple[float, ...]) -> list[str]:
@@ -377,9 +410,9 @@ def _cells(m: Metrics, ps: tuple[float, ...]) -> list[str]:
     def num(value: float | None, digits: int = 0) -> str:
         return "—" if value is None else f"{value:,.{digits}f}"
 
-    return ([str(m.items), pct(m.csr), pct(m.fcr)] + [pct(m.fast[p]) for p in ps]
+    return ([str(m.items), pct(m.csr), pct(m.fcr), pct(m.fcr_strict)] + [pct(m.fast[p]) for p in ps]
             + [pct(m.pass_1), f"{pct(m.pass_k)} (k={m.k})" if m.pass_k is not None else "—",
-               "—" if m.geomean is None else f"{m.geomean:.2f}x", str(m.wins), str(m.parity),
+               "—" if m.geomean is None else f"{m.geomean:.2f}x", str(m.wins), str(m.parity), str(m.flagged),
                num(m.calls_per_task, 1), num(m.tokens_per_task), num(m.seconds_per_task)])
 
 
@@ -395,7 +428,7 @@ def tables(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
 
 def format_table(report: Report) -> str:
     """The report as aligned plain-text tables for a terminal."""
-    out = [f"run {report.run_id} ({report.status}): shares in % of items; fast_p counts parity (inside the noise floor) as 1.0"]
+    out = [f"run {report.run_id} ({report.status}): shares in % of items; fast_p counts parity (the interval overlaps the noise floor) as 1.0 and flagged kernels never"]
     for title, header, table_rows in tables(report):
         widths = [max(len(str(r[i])) for r in [header] + table_rows) for i in range(len(header))]
         out += ["", title]
@@ -418,8 +451,9 @@ def to_markdown(report: Report, plots: Iterable[Path] = ()) -> str:
              f"hash {str(prov.get('suite', {}).get('hash', '?'))[:12]})",
              f"- model: {model.get('model', '—')} ({model.get('backend', '—')}, sha256 {str(model.get('sha256') or '—')[:12]})",
              f"- devices: {', '.join(report.data.devices) or '—'}", "",
-             "Shares are % of items (task × generator × device); fast_p counts a speedup inside the device's "
-             "noise floor as parity (1.0).", ""]
+             "Shares are % of items (task × generator × device); fast_p counts an item when the lower bound of its "
+             "speedup's 95% interval exceeds p, a speedup whose interval overlaps the device's noise floor as parity "
+             "(1.0), and a flagged kernel (blocked: review flags, or the scale-aware check) never.", ""]
     for title, header, table_rows in tables(report):
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in table_rows]
@@ -517,6 +551,9 @@ ATTEMPT_COLUMNS = (
     "max_abs_error", "max_rel_error", "native_median_ms", "candidate_median_ms", "speedup", "speedup_low",
     "speedup_high", "timing_reportable", "noise_floor_low", "noise_floor_high", "parity", "effective_speedup", "flags",
     "served_by", "judge_settings", "stage_seconds", "task_sha256", "candidate_sha256",
+    # issue 18-19: the scale-aware check, flags that keep a kernel out of the wins, how the timing stopped
+    "strict_ok", "scaled_error", "native_scaled_error", "blocked", "draw_seed", "timing_runs", "timing_stopped_by",
+    "bound_ms", "bound_fraction",
 )
 ATTEMPT_TEXT_COLUMNS = ("candidate", "compiler_output")  # with --full
 LLM_CALL_COLUMNS = (
@@ -553,6 +590,10 @@ def attempt_rows(data: RunData, full: bool = False) -> list[dict[str, Any]]:
             "parity": int(o.parity), "effective_speedup": o.effective_speedup, "flags": e.get("flags"),
             "served_by": e.get("served_by", e.get("served")), "judge_settings": e.get("judge_settings"), "stage_seconds": e.get("stage_seconds"),
             "task_sha256": e.get("task_sha256"), "candidate_sha256": e.get("candidate_sha256"),
+            "strict_ok": e.get("strict_ok"), "scaled_error": e.get("scaled_error"),
+            "native_scaled_error": e.get("native_scaled_error"), "blocked": e.get("blocked"), "draw_seed": e.get("draw_seed"),
+            "timing_runs": e.get("timing_runs"), "timing_stopped_by": e.get("timing_stopped_by"),
+            "bound_ms": e.get("bound_ms"), "bound_fraction": e.get("bound_fraction"),
         }
         if full:
             row.update(candidate=e.get("candidate"), compiler_output=e.get("compiler_output"))

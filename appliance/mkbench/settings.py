@@ -43,6 +43,8 @@ class Settings:
     models_dir: Path  # MKBENCH_MODELS: GGUF files and their registry
     builds_dir: Path  # MKBENCH_BUILDS: MNN builds and candidate workspaces (shareable cache)
     sandbox: bool = True  # MKBENCH_SANDBOX=off: untrusted code runs unjailed (recorded with every verdict)
+    threads: int = JUDGE_THREADS  # MKBENCH_THREADS: threads of MNN's CPU backend, the same for both sides (recorded)
+    timing_budget: float = 15.0  # MKBENCH_TIMING_BUDGET: seconds of timed runs an evaluation may add for precision
 
     @property
     def db_path(self) -> Path:
@@ -76,4 +78,20 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         models_dir=path("MKBENCH_MODELS") or home / "models",
         builds_dir=path("MKBENCH_BUILDS") or home / "builds",
         sandbox=env.get("MKBENCH_SANDBOX", "on").strip().lower() not in ("off", "0", "no", "false"),
+        threads=_positive(env, "MKBENCH_THREADS", JUDGE_THREADS, int),
+        timing_budget=_positive(env, "MKBENCH_TIMING_BUDGET", 15.0, float),
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default, kind):
+    """A positive number from the environment, or the default; a bad value is a one-line error."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive number, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {text!r}")
+    return value

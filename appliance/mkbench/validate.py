@@ -120,12 +120,15 @@ def _degenerate(task: Task, sets: list[tuple[dict, dict]]) -> list[str]:
     for spec in task.outputs:
         refs = [ref[spec.name] for _, ref in sets]
         first = refs[0]
-        if first.dtype.kind != "f" or first.size <= 1 and not drawn:
+        if first.size <= 1 and not drawn:
             continue
         if drawn and all(r.shape == first.shape and np.array_equal(r, first) for r in refs[1:]):
             problems.append(f"{spec.name}: reference does not change with the inputs ({float(first.flat[0]):.6g})")
         if all(compare_all({spec.name: r}, {spec.name: np.zeros_like(r)}, task.tolerance).ok for r in refs):
             problems.append(f"{spec.name}: an all-zeros output passes the tolerance")
+        elif first.dtype.kind != "f" and first.size > 1 and all(r.size and (r == r.flat[0]).all() and r.flat[0] == first.flat[0]
+                                                                 for r in refs):
+            problems.append(f"{spec.name}: a constant output ({first.flat[0]}) passes every set")
         for name in (i.name for i in task.inputs):
             if all(inputs[name].shape == ref[spec.name].shape and inputs[name].dtype.kind == "f"
                    and compare_all({spec.name: ref[spec.name]}, {spec.name: inputs[name]}, task.tolerance).ok

@@ -5,7 +5,8 @@
 // mkbench_candidate_insert, so every transform the candidate registers comes through here and is
 // registered wrapped in a RecordingTransform. When the converter applies it (onExecute), one line
 // "candidate <OnnxOp>" is appended to the file named by MKBENCH_SERVED_LOG: the creation-time proof
-// that the candidate's transform, not MNN's, converted the task's op. Native transforms are
+// that the candidate's transform, not MNN's, converted the task's op ("declined <OnnxOp>" when it
+// returned nothing or the node itself: then it converted nothing). Native transforms are
 // registered by MNN's own code (the original insert) and are never wrapped.
 //
 // Why not -Wl,--wrap on OnnxExtraManager::find: find is only called inside OnnxExtraManager.cpp,
@@ -28,15 +29,18 @@ public:
         : mOnnxOp(std::move(onnxOp)), mInner(std::move(inner)) {}
 
     EXPRP onExecute(EXPRP expr) const override {
+        EXPRP result = mInner->onExecute(expr);
         const char* path = std::getenv("MKBENCH_SERVED_LOG");
         if (path != nullptr && path[0] != '\0') {
             FILE* log = std::fopen(path, "a");
             if (log != nullptr) {
-                std::fprintf(log, "candidate %s\n", mOnnxOp.c_str());
+                // A transform that returns nothing, or the node itself, declined: MNN keeps the node.
+                bool declined = result == nullptr || result.get() == expr.get();
+                std::fprintf(log, "%s %s\n", declined ? "declined" : "candidate", mOnnxOp.c_str());
                 std::fclose(log);
             }
         }
-        return mInner->onExecute(expr);
+        return result;
     }
 
 private:

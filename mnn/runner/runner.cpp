@@ -1,16 +1,29 @@
 // mkbench runner: run one .mnn model on MNN's CPU backend, time it, check it, report what served it.
 //
-//   runner --model M.mnn --inputs IN_DIR --out OUT_DIR --warmup W --iterations N --threads T
-//          --precision normal|high|low [--hint NAME=VALUE ...]
+//   runner --model M.mnn --sets DIR --out OUT --warmup W (--iterations N | --until-stopped MAX)
+//          --rotate K --perturb SEED --threads T --precision normal|high|low [--hint NAME=VALUE ...]
 //
-// IN_DIR/timing/ and the correctness sets IN_DIR/checkK/ (K = 0, 1, ...) and IN_DIR/edge/ hold one
-// <input>.npy per model input. The runner resizes to the timing shapes, runs W warm-ups and N runs
-// timed one by one (monotonic clock around runSession only), records the executed ops in one
-// untimed callback run, then for each correctness set: poisons the outputs (NaN / a fixed integer
-// pattern), copies the inputs in, runs once and writes OUT_DIR/<set>/<output>.npy in plain layout
-// with MNN's dtype. OUT_DIR/report.json holds times, ops, served records, thread counts, the MNN
-// version and the settings. A model the Session API refuses (output shapes that depend on input
-// values) runs the same steps through MNN's Module API (report "api": "module").
+// DIR holds input sets, one folder each with one <input>.npy per model input, taken in name order.
+// The first K sets are timed: each gets a session of its own, and W warm-up then the timed runs go
+// round them (run i uses set i % K). The timed runs number N, or, with --until-stopped, continue
+// until the guard raises its stop flag and a few more runs (guard --stop-after; as many as it drew;
+// at most MAX): no code in the process can know which run is the last, the only one whose
+// outputs are kept. Before every run a
+// few elements of each float input take other values of the same draw, at places chosen by a
+// generator seeded with SEED and the run's number: no two runs see the same inputs, so a kernel
+// cannot replay an earlier answer or skip the work, and runs with the same SEED, W and number of
+// runs end on the same inputs on any machine (native's outputs, run that many times, then judge
+// the candidate's). After the loop the timed sets' outputs are written as they are, then every
+// other set runs once, untimed, into outputs poisoned with NaN (or a fixed integer pattern), and
+// OUT/<set>/<output>.npy is written in plain layout with MNN's dtype. The ops executed are recorded
+// in one untimed callback run. The runner marks where its warm-up and timed runs begin and end on
+// a page it shares with the guard, which times them by its own clock (guard.cpp). OUT/report.json
+// holds the runner's own per-run times (diagnostics: a candidate's process could alter them), how
+// many runs were timed, the creation-time served records, thread counts, MNN's version and the
+// settings. Then the runner ends with _Exit: no static destructor or exit handler of a candidate
+// runs after the report. Every run of an evaluation, correctness or timing, has this same shape.
+// A model the Session API refuses (output shapes that depend on input values) runs the same steps
+// through MNN's Module API (report "api": "module"; no perturbation: its inputs are a few scalars).
 // Exit 0 on success; otherwise 1 with a one-line message on stderr.
 // In file names, '/' in a tensor name is written as '_'.
 
@@ -21,6 +34,10 @@
 #include <MNN/expr/ExprCreator.hpp>
 #include <MNN/expr/Module.hpp>
 #include <dirent.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <algorithm>
 #include <chrono>
@@ -52,8 +69,9 @@ namespace {
 }
 
 struct Options {
-    std::string model, inputs, out, precision = "normal";
-    int warmup = -1, iterations = -1, threads = -1;
+    std::string model, sets, out, precision = "normal";
+    int warmup = -1, iterations = -1, untilStopped = -1, threads = -1, rotate = -1;
+    uint64_t perturb = 0;
     std::vector<std::pair<std::string, int>> hints;
 };
 
@@ -87,10 +105,13 @@ Options parseOptions(int argc, char** argv) {
         if (i + 1 >= argc) fail("missing value after " + flag);
         std::string value = argv[++i];
         if (flag == "--model") o.model = value;
-        else if (flag == "--inputs") o.inputs = value;
+        else if (flag == "--sets") o.sets = value;
+        else if (flag == "--rotate") o.rotate = parseInt(value, flag);
+        else if (flag == "--perturb") o.perturb = std::strtoull(value.c_str(), nullptr, 10);
         else if (flag == "--out") o.out = value;
         else if (flag == "--warmup") o.warmup = parseInt(value, flag);
         else if (flag == "--iterations") o.iterations = parseInt(value, flag);
+        else if (flag == "--until-stopped") o.untilStopped = parseInt(value, flag);
         else if (flag == "--threads") o.threads = parseInt(value, flag);
         else if (flag == "--precision") o.precision = value;
         else if (flag == "--hint") {
@@ -103,8 +124,9 @@ Options parseOptions(int argc, char** argv) {
             fail("unknown option " + flag);
         }
     }
-    if (o.model.empty() || o.inputs.empty() || o.out.empty()) fail("--model, --inputs and --out are required");
-    if (o.warmup < 0 || o.iterations < 1 || o.threads < 1) fail("--warmup >= 0, --iterations >= 1 and --threads >= 1 are required");
+    if (o.model.empty() || o.sets.empty() || o.out.empty()) fail("--model, --sets and --out are required");
+    if (o.warmup < 0 || o.threads < 1 || o.rotate < 1) fail("--warmup >= 0, --rotate >= 1 and --threads >= 1 are required");
+    if ((o.iterations >= 1) == (o.untilStopped >= 1)) fail("one of --iterations N or --until-stopped MAX (>= 1) is required");
     if (o.precision != "normal" && o.precision != "high" && o.precision != "low") fail("--precision must be normal, high or low");
     return o;
 }
@@ -220,13 +242,14 @@ MNN::Tensor::DimensionType hostLayout(const MNN::Tensor* t) {
     return layout == MNN::Tensor::CAFFE_C4 ? MNN::Tensor::CAFFE : layout;
 }
 
+// One session per timed set (and one more set's worth of work for the untimed ones).
 struct Runner {
     Options options;
     std::unique_ptr<MNN::Interpreter, void (*)(MNN::Interpreter*)> net{nullptr, MNN::Interpreter::destroy};
-    MNN::Session* session = nullptr;
+    std::vector<MNN::Session*> sessions;
 
-    // Resizes inputs to the arrays' shapes (and the session if any changed), then copies data in.
-    void setInputs(const std::map<std::string, mkbench::NpyArray>& arrays) {
+    // Resizes a session's inputs to the arrays' shapes (and the session if any changed), then copies data in.
+    void setInputs(MNN::Session* session, const std::map<std::string, mkbench::NpyArray>& arrays) {
         auto inputs = net->getSessionInputAll(session);
         bool resized = false;
         for (auto& entry : inputs) {
@@ -238,7 +261,7 @@ struct Runner {
         }
         if (resized) {
             net->resizeSession(session);
-            checkDispatcher();
+            checkDispatcher(session);
         }
         inputs = net->getSessionInputAll(session);
         for (auto& entry : inputs) {
@@ -252,13 +275,13 @@ struct Runner {
         }
     }
 
-    std::vector<std::string> inputNames() {
+    std::vector<std::string> inputNames(MNN::Session* session) {
         std::vector<std::string> names;
         for (auto& entry : net->getSessionInputAll(session)) names.push_back(entry.first);
         return names;
     }
 
-    void run() {
+    void run(MNN::Session* session) {
         auto code = net->runSession(session);
         if (code != MNN::NO_ERROR) fail("runSession failed with MNN error code " + std::to_string((int)code));
     }
@@ -266,7 +289,7 @@ struct Runner {
     // After every session creation or resize: the dispatcher installed, the candidate's creator
     // returned an execution (a native nullptr can be legitimate: MNN then retries on the backup
     // backend, e.g. fp32 after fp16), the session is ready to run.
-    void checkDispatcher() {
+    void checkDispatcher(MNN::Session* session) {
         std::string error = mkbench::dispatcher_error();
         if (!error.empty()) fail(error);
         for (auto& record : mkbench::served_records()) {
@@ -279,8 +302,86 @@ struct Runner {
             fail("the session could not be prepared (MNN resize status " + std::to_string(status) + ")");
     }
 
-    // Fills every output with a poison value through MNN's own layout conversion.
-    void poisonOutputs() {
+    // A timed set's inputs as the runner keeps them, and how each changes before every timed run.
+    // Changing an input in place, in the session's own memory, costs next to nothing; but MNN may
+    // reuse an input's memory while it runs the graph (measured: a Softplus model's second run saw
+    // its first run's intermediates), and a kernel may write into its input. So one untimed run
+    // first shows whether the session leaves its inputs alone (and whether writing the tensor's
+    // memory is seen by MNN): if not, the kept copy is copied in again before every run.
+    struct KeptInput {
+        std::string name;
+        std::vector<uint8_t> data;  // the current values, in the tensor's element type and host layout
+        std::vector<uint8_t> pristine;  // as drawn: replacements are taken from here
+        std::unique_ptr<MNN::Tensor> host;  // wraps data
+        MNN::Tensor* device = nullptr;  // the session's input tensor
+        bool isFloat = false;
+        bool inPlace = false;
+    };
+
+    std::vector<KeptInput> keep(MNN::Session* session, const std::map<std::string, mkbench::NpyArray>& arrays) {
+        std::vector<KeptInput> kept;
+        for (auto& entry : net->getSessionInputAll(session)) {  // a std::map: the inputs in name order
+            MNN::Tensor* input = entry.second;
+            KeptInput k;
+            k.name = entry.first;
+            k.data = asTensorType(arrays.at(entry.first), input->getType(), entry.first);
+            k.pristine = k.data;
+            k.host.reset(MNN::Tensor::create(input->shape(), input->getType(), k.data.data(), hostLayout(input)));
+            k.device = input;
+            k.isFloat = input->getType().code == halide_type_float && input->getType().bits == 32;
+            kept.push_back(std::move(k));
+        }
+        return kept;
+    }
+
+    // After one untimed run: an input may change in place when its memory is plain host memory in
+    // the kept layout, still holds exactly the kept values, and a value written there reads back.
+    void chooseInPlace(std::vector<KeptInput>& kept) {
+        for (auto& k : kept) {
+            k.inPlace = false;
+            if (!k.isFloat || k.data.size() < 8 || k.device->host<float>() == nullptr) continue;
+            if (k.device->getDimensionType() == MNN::Tensor::CAFFE_C4) continue;
+            if ((size_t)k.device->size() != k.data.size()) continue;
+            float* memory = k.device->host<float>();
+            if (std::memcmp(memory, k.data.data(), k.data.size()) != 0) continue;  // clobbered by the run
+            std::unique_ptr<MNN::Tensor> check(new MNN::Tensor(k.device, hostLayout(k.device), true));
+            float saved = memory[0];
+            memory[0] = saved + 1.0f;
+            bool seen = k.device->copyToHostTensor(check.get()) && check->host<float>()[0] == saved + 1.0f;
+            memory[0] = saved;
+            k.inPlace = seen;
+        }
+    }
+
+    // Before timed run `runIndex`: REPLACEMENTS elements of every kept float input take a value
+    // drawn from the input as drawn, at places chosen by a generator seeded with (seed, run):
+    // the values stay in the task's distribution (a domain such as Log's is kept), their sum and
+    // order change (so a reduction's answer changes too), and the same seed and run count give the
+    // same inputs on any machine. Integer inputs (indices, shapes) are never changed.
+    void perturbAndLoad(std::vector<KeptInput>& kept, uint64_t seed, uint64_t runIndex, int replacements) {
+        uint64_t state = seed ^ (0x9E3779B97F4A7C15ull * (runIndex + 1));
+        for (auto& k : kept) {
+            uint64_t n = k.data.size() / 4;
+            float* values = reinterpret_cast<float*>(k.data.data());
+            const float* drawn = reinterpret_cast<const float*>(k.pristine.data());
+            for (int s = 0; k.isFloat && n >= 2 && s < replacements; ++s) {
+                uint64_t a = splitmix64(&state) % n, b = splitmix64(&state) % n;
+                values[a] = drawn[b];
+                if (k.inPlace) k.device->host<float>()[a] = values[a];
+            }
+            if (!k.inPlace && !k.device->copyFromHostTensor(k.host.get())) fail("input " + k.name + ": copy into the session failed");
+        }
+    }
+
+    static uint64_t splitmix64(uint64_t* state) {
+        uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+
+    // Fills every output of a session with a poison value through MNN's own layout conversion.
+    void poisonOutputs(MNN::Session* session) {
         for (auto& entry : net->getSessionOutputAll(session)) {
             MNN::Tensor* output = entry.second;
             std::unique_ptr<MNN::Tensor> host(new MNN::Tensor(output, hostLayout(output), true));
@@ -297,7 +398,7 @@ struct Runner {
         }
     }
 
-    void writeOutputs(const std::string& folder) {
+    void writeOutputs(MNN::Session* session, const std::string& folder) {
         makeDirectory(folder);
         for (auto& entry : net->getSessionOutputAll(session)) {
             MNN::Tensor* output = entry.second;
@@ -371,37 +472,72 @@ struct ModuleRunner {
     }
 };
 
-// Every correctness set: each folder beside timing/, checkK in numeric order first (check0, check1,
-// ...), then the others (an `edge` set) by name.
-std::vector<std::string> checkFolders(const std::string& inputs) {
-    std::vector<std::pair<int, std::string>> numbered;
-    std::vector<std::string> named;
-    for (auto& name : listDirectory(inputs)) {
-        if (name == "timing" || !isDirectory(inputs + "/" + name)) continue;
-        bool digits = name.size() > 5 && name.compare(0, 5, "check") == 0 &&
-                      std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; });
-        if (digits) numbered.push_back({std::atoi(name.c_str() + 5), name});
-        else named.push_back(name);
-    }
-    std::sort(numbered.begin(), numbered.end());
-    std::sort(named.begin(), named.end());
+// The input sets: every folder of DIR, in name order.
+std::vector<std::string> setFolders(const std::string& sets) {
     std::vector<std::string> names;
-    for (auto& f : numbered) names.push_back(f.second);
-    names.insert(names.end(), named.begin(), named.end());
+    for (auto& name : listDirectory(sets)) {
+        if (isDirectory(sets + "/" + name)) names.push_back(name);
+    }
+    std::sort(names.begin(), names.end());
+    if (names.empty()) fail("no input set in " + sets);
     return names;
+}
+
+const int REPLACEMENTS = 4;  // elements of each float input replaced before each timed run
+const int MIN_TIMED = 3;  // timed runs done even when told to stop sooner
+
+// The page shared with the guard (mnn/runner/guard.cpp; its descriptor in MKBENCH_GUARD_FD):
+// word 0 turns non-zero when the timed runs should end (guard --stop-after), word 1 is where the
+// runner marks its phases for the guard's clock. Without a guard (a probe run) there is no page,
+// marks go nowhere and nothing stops a loop.
+volatile uint32_t* guardPage() {
+    static volatile uint32_t* page = [] {
+        const char* fd = std::getenv("MKBENCH_GUARD_FD");
+        if (fd == nullptr) return (volatile uint32_t*)nullptr;
+        void* mapped = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, std::atoi(fd), 0);
+        if (mapped == MAP_FAILED) fail("cannot map the guard's page");
+        return static_cast<volatile uint32_t*>(mapped);
+    }();
+    return page;
+}
+
+// Marks a phase for the guard (1: warm-up begins, 2: timed runs begin, 3: they end) and wakes it.
+void mark(uint32_t phase) {
+    volatile uint32_t* page = guardPage();
+    if (page == nullptr) return;
+    __atomic_store_n(&page[1], phase, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, (uint32_t*)&page[1], FUTEX_WAKE, 1, nullptr, nullptr, 0);
+    syscall(SYS_futex, (uint32_t*)&page[3], FUTEX_WAKE, 1, nullptr, nullptr, 0);  // the guard may wait on the count
+}
+
+// After each timed run: the count for the guard's clock (word 3), and a wake if it waits (word 4).
+void counted(uint32_t timedRuns) {
+    volatile uint32_t* page = guardPage();
+    if (page == nullptr) return;
+    __atomic_store_n(&page[3], timedRuns, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&page[4], __ATOMIC_SEQ_CST) != 0) syscall(SYS_futex, (uint32_t*)&page[3], FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+
+// -1 until the guard raises its stop flag; then how many more timed runs it asks for.
+int stopAfterMore() {
+    volatile uint32_t* page = guardPage();
+    if (page == nullptr || __atomic_load_n(&page[0], __ATOMIC_SEQ_CST) == 0) return -1;
+    return (int)__atomic_load_n(&page[2], __ATOMIC_SEQ_CST);
 }
 
 }  // namespace
 
-int runModule(const Options& o, const MNN::ScheduleConfig& config);
-void writeReport(const Options& o, const std::vector<double>& times, const std::vector<std::pair<std::string, std::string>>& ops,
-                 int threadsBefore, int threadsAfter, const std::string& api);
+int runModule(const Options& o, const MNN::ScheduleConfig& config, const std::vector<std::string>& sets);
+void writeReport(const Options& o, const std::vector<double>& times, const std::vector<double>& warmups,
+                 const std::vector<std::pair<std::string, std::string>>& ops, int threadsBefore, int threadsAfter,
+                 const std::string& api, const std::vector<std::string>& sets, int timed, const std::string& inputs, double loopMs);
 
 int main(int argc, char** argv) {
     Runner r;
     r.options = parseOptions(argc, argv);
     const Options& o = r.options;
-    if (!isDirectory(o.inputs + "/timing")) fail("missing input folder " + o.inputs + "/timing");
+    std::vector<std::string> sets = setFolders(o.sets);
+    const int timed = std::min<int>(o.rotate, (int)sets.size());
     makeDirectory(o.out);
 
     r.net.reset(MNN::Interpreter::createFromFile(o.model.c_str()));
@@ -418,22 +554,57 @@ int main(int argc, char** argv) {
                             : o.precision == "low"  ? MNN::BackendConfig::Precision_Low
                                                     : MNN::BackendConfig::Precision_Normal;
     config.backendConfig = &backendConfig;
-    r.session = r.net->createSession(config);
-    if (r.session == nullptr) return runModule(o, config);
-    r.checkDispatcher();
-
-    auto timingInputs = readInputs(o.inputs + "/timing", r.inputNames());
-    r.setInputs(timingInputs);
+    MNN::Session* first = r.net->createSession(config);
+    if (first == nullptr) return runModule(o, config, sets);
+    r.sessions.push_back(first);
+    r.checkDispatcher(first);
+    for (int k = 1; k < timed; ++k) {
+        MNN::Session* session = r.net->createSession(config);
+        if (session == nullptr) fail("cannot create a session for input set " + sets[k]);
+        r.checkDispatcher(session);
+        r.sessions.push_back(session);
+    }
+    std::vector<std::vector<Runner::KeptInput>> kept(timed);
+    for (int k = 0; k < timed; ++k) {
+        auto arrays = readInputs(o.sets + "/" + sets[k], r.inputNames(r.sessions[k]));
+        r.setInputs(r.sessions[k], arrays);  // resizes the session to the set's shapes
+        kept[k] = r.keep(r.sessions[k], arrays);
+        r.run(r.sessions[k]);  // untimed: shows whether the session leaves its inputs alone
+        r.chooseInPlace(kept[k]);
+        r.perturbAndLoad(kept[k], o.perturb, 0, 0);  // the kept values, whatever that run did to them
+        r.poisonOutputs(r.sessions[k]);
+    }
     int threadsBefore = countThreads();
 
-    for (int i = 0; i < o.warmup; ++i) r.run();
-    std::vector<double> times;
-    times.reserve(o.iterations);
-    for (int i = 0; i < o.iterations; ++i) {
+    // W warm-up runs, then timed runs until N are done or, told to stop, until the guard says so.
+    std::vector<double> times, warmups;
+    times.reserve(o.iterations > 0 ? o.iterations : 4096);
+    if (o.untilStopped > 0 && guardPage() == nullptr) fail("--until-stopped needs the guard (its MKBENCH_GUARD_FD)");
+    const auto loopStart = std::chrono::steady_clock::now();
+    int lastRun = -1, more = -1;  // the run the loop ends on, once the guard has said
+    mark(1);
+    for (int i = 0;; ++i) {
+        if (i == o.warmup) mark(2);
+        MNN::Session* session = r.sessions[i % timed];
+        r.perturbAndLoad(kept[i % timed], o.perturb, (uint64_t)i, REPLACEMENTS);
         auto start = std::chrono::steady_clock::now();
-        r.run();
-        auto stop = std::chrono::steady_clock::now();
-        times.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+        r.run(session);
+        auto stop_ = std::chrono::steady_clock::now();
+        (i >= o.warmup ? times : warmups).push_back(std::chrono::duration<double, std::milli>(stop_ - start).count());
+        int timedRuns = (int)times.size();
+        if (i >= o.warmup) counted((uint32_t)timedRuns);
+        if (o.untilStopped > 0 && lastRun < 0 && timedRuns >= MIN_TIMED && (more = stopAfterMore()) >= 0) lastRun = i + more;
+        if (o.untilStopped <= 0 ? timedRuns >= o.iterations : i == lastRun || timedRuns >= o.untilStopped) break;
+    }
+    mark(3);
+    const double loopMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - loopStart).count();
+    const int runs = o.warmup + (int)times.size();
+    for (int k = 0; k < timed; ++k) {
+        if (k >= runs) {  // a timed set the loop never reached
+            r.perturbAndLoad(kept[k], o.perturb, (uint64_t)k, 0);
+            r.run(r.sessions[k]);
+        }
+        r.writeOutputs(r.sessions[k], o.out + "/" + sets[k]);
     }
 
     std::vector<std::pair<std::string, std::string>> ops;
@@ -442,64 +613,94 @@ int main(int argc, char** argv) {
         return true;
     };
     MNN::TensorCallBackWithInfo after = [](const std::vector<MNN::Tensor*>&, const MNN::OperatorInfo*) { return true; };
-    if (r.net->runSessionWithCallBackInfo(r.session, before, after, true) != MNN::NO_ERROR) fail("the callback run failed");
+    if (r.net->runSessionWithCallBackInfo(first, before, after, true) != MNN::NO_ERROR) fail("the callback run failed");
 
-    for (auto& folder : checkFolders(o.inputs)) {
-        auto arrays = readInputs(o.inputs + "/" + folder, r.inputNames());
-        r.setInputs(arrays);
-        r.poisonOutputs();
-        r.setInputs(arrays);  // poisoning may share memory with inputs in odd graphs: copy them again
-        r.run();
-        r.writeOutputs(o.out + "/" + folder);
+    for (size_t k = timed; k < sets.size(); ++k) {
+        auto arrays = readInputs(o.sets + "/" + sets[k], r.inputNames(first));
+        r.setInputs(first, arrays);
+        r.poisonOutputs(first);
+        r.setInputs(first, arrays);  // poisoning may share memory with inputs in odd graphs: copy them again
+        r.run(first);
+        r.writeOutputs(first, o.out + "/" + sets[k]);
     }
     int threadsAfter = countThreads();
-    writeReport(o, times, ops, threadsBefore, threadsAfter, "session");
-    r.net->releaseSession(r.session);
-    return 0;
+    bool copied = false;
+    for (auto& inputs : kept) {
+        for (auto& k : inputs) copied = copied || (k.isFloat && !k.inPlace);
+    }
+    writeReport(o, times, warmups, ops, threadsBefore, threadsAfter, "session", sets, timed, copied ? "copied" : "in-place", loopMs);
+    std::fflush(nullptr);
+    std::_Exit(0);  // no candidate destructor or exit handler runs after the report
 }
 
-int runModule(const Options& o, const MNN::ScheduleConfig& config) {
+int runModule(const Options& o, const MNN::ScheduleConfig& config, const std::vector<std::string>& sets) {
     ModuleRunner r;
     r.load(o, config);
     std::string error = mkbench::dispatcher_error();
     if (!error.empty()) fail(error);
-    r.setInputs(readInputs(o.inputs + "/timing", r.info->inputNames));
+    const int timed = std::min<int>(o.rotate, (int)sets.size());
+    std::vector<std::vector<MNN::Express::VARP>> timedInputs;
+    for (int k = 0; k < timed; ++k) {
+        r.setInputs(readInputs(o.sets + "/" + sets[k], r.info->inputNames));
+        timedInputs.push_back(r.inputs);
+    }
     int threadsBefore = countThreads();
-    for (int i = 0; i < o.warmup; ++i) r.run();
-    std::vector<double> times;
-    for (int i = 0; i < o.iterations; ++i) {
+    std::vector<double> times, warmups;
+    if (o.untilStopped > 0 && guardPage() == nullptr) fail("--until-stopped needs the guard (its MKBENCH_GUARD_FD)");
+    const auto loopStart = std::chrono::steady_clock::now();
+    int lastRun = -1, more = -1;  // the run the loop ends on, once the guard has said
+    mark(1);
+    for (int i = 0;; ++i) {
+        if (i == o.warmup) mark(2);
+        r.inputs = timedInputs[i % timed];
         auto start = std::chrono::steady_clock::now();
         r.run();
-        auto stop = std::chrono::steady_clock::now();
-        times.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+        auto stop_ = std::chrono::steady_clock::now();
+        (i >= o.warmup ? times : warmups).push_back(std::chrono::duration<double, std::milli>(stop_ - start).count());
+        int timedRuns = (int)times.size();
+        if (i >= o.warmup) counted((uint32_t)timedRuns);
+        if (o.untilStopped > 0 && lastRun < 0 && timedRuns >= MIN_TIMED && (more = stopAfterMore()) >= 0) lastRun = i + more;
+        if (o.untilStopped <= 0 ? timedRuns >= o.iterations : i == lastRun || timedRuns >= o.untilStopped) break;
     }
-    for (auto& folder : checkFolders(o.inputs)) {
-        r.setInputs(readInputs(o.inputs + "/" + folder, r.info->inputNames));
+    mark(3);
+    const double loopMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - loopStart).count();
+    for (size_t k = 0; k < sets.size(); ++k) {
+        r.setInputs(readInputs(o.sets + "/" + sets[k], r.info->inputNames));
         r.run();
-        r.writeOutputs(o.out + "/" + folder);
+        r.writeOutputs(o.out + "/" + sets[k]);
     }
     error = mkbench::dispatcher_error();
     if (!error.empty()) fail(error);
     int threadsAfter = countThreads();
-    writeReport(o, times, {}, threadsBefore, threadsAfter, "module");
-    return 0;
+    writeReport(o, times, warmups, {}, threadsBefore, threadsAfter, "module", sets, timed, "unchanged", loopMs);
+    std::fflush(nullptr);
+    std::_Exit(0);
 }
 
-void writeReport(const Options& o, const std::vector<double>& times, const std::vector<std::pair<std::string, std::string>>& ops,
-                 int threadsBefore, int threadsAfter, const std::string& api) {
+std::string jsonNumbers(const std::vector<double>& values) {
+    std::string out = "[";
+    for (size_t i = 0; i < values.size(); ++i) {
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%.6f", values[i]);
+        out += (i ? ", " : "") + std::string(buf);
+    }
+    return out + "]";
+}
+
+void writeReport(const Options& o, const std::vector<double>& times, const std::vector<double>& warmups,
+                 const std::vector<std::pair<std::string, std::string>>& ops, int threadsBefore, int threadsAfter,
+                 const std::string& api, const std::vector<std::string>& sets, int timed, const std::string& inputs, double loopMs) {
     // Name the class of every served execution from its vtable (creation-time records only).
     mkbench::SymbolTable symbols;
     bool symbolsLoaded = symbols.load();
     std::vector<std::string> candidateVtables;
     for (int i = 0; mkbench_candidate_vtables[i] != nullptr; ++i) candidateVtables.push_back(mkbench_candidate_vtables[i]);
 
-    std::string json = "{\n \"times_ms\": [";
-    for (size_t i = 0; i < times.size(); ++i) {
-        char buf[32];
-        std::snprintf(buf, sizeof(buf), "%.6f", times[i]);
-        json += (i ? ", " : "") + std::string(buf);
-    }
-    json += "],\n \"ops\": [";
+    std::string json = "{\n \"times_ms\": " + jsonNumbers(times) + ",\n \"warmup_ms\": " + jsonNumbers(warmups);
+    char loop[64];
+    std::snprintf(loop, sizeof(loop), "%.6f", loopMs);
+    json += ",\n \"loop_ms\": " + std::string(loop) + ",\n \"iterations\": " + std::to_string(times.size());
+    json += ",\n \"ops\": [";
     for (size_t i = 0; i < ops.size(); ++i) {
         json += std::string(i ? ",\n  " : "\n  ") + "{\"name\": " + jsonString(ops[i].first) + ", \"type\": " + jsonString(ops[i].second) + "}";
     }
@@ -522,10 +723,15 @@ void writeReport(const Options& o, const std::vector<double>& times, const std::
     json += ",\n \"mnn_version\": " + jsonString(MNN::getVersion());
     json += ",\n \"build_kind\": " + jsonString(mkbench_build_kind);
     json += ",\n \"api\": " + jsonString(api);
+    json += ",\n \"timed_inputs\": " + jsonString(inputs);
+    json += ",\n \"sets\": [";
+    for (size_t i = 0; i < sets.size(); ++i) json += (i ? ", " : "") + jsonString(sets[i]);
+    json += "],\n \"timed_sets\": " + std::to_string(timed);
     json += std::string(",\n \"symbols_loaded\": ") + (symbolsLoaded ? "true" : "false");
     json += ",\n \"settings\": {\"threads\": " + std::to_string(o.threads) + ", \"precision\": " + jsonString(o.precision) + ", \"hints\": {";
     for (size_t i = 0; i < o.hints.size(); ++i) json += (i ? ", " : "") + jsonString(o.hints[i].first) + ": " + std::to_string(o.hints[i].second);
-    json += "}, \"warmup\": " + std::to_string(o.warmup) + ", \"iterations\": " + std::to_string(o.iterations) + "}\n}\n";
+    json += "}, \"warmup\": " + std::to_string(o.warmup) + ", \"iterations\": " + std::to_string(times.size()) +
+            ", \"rotate\": " + std::to_string(o.rotate) + ", \"perturb\": " + std::to_string(o.perturb) + "}\n}\n";
 
     std::string error;
     std::string path = o.out + "/report.json";

@@ -42,12 +42,14 @@ class Candidate:
 
 
 def rank(verdict: Verdict) -> tuple:
-    """Order of merit: correct and fast first, then how far along the pipeline a failure got."""
+    """Order of merit: correct and fast first (a kernel kept out of the wins, `Verdict.blocked`,
+    below every clean one: it never wins an attempt on a figure nobody trusts), then how far along
+    the pipeline a failure got."""
     if verdict.correct:
         speed = verdict.speedup if verdict.speedup is not None else (
             verdict.native_median_ms / verdict.candidate_median_ms if verdict.native_median_ms and verdict.candidate_median_ms else 0.0)
-        return (1, speed, 0)
-    return (0, 0.0, VERDICTS.index(verdict.verdict) if verdict.verdict in VERDICTS else -1)
+        return (1, 0 if verdict.blocked else 1, speed, 0)
+    return (0, 0, 0.0, VERDICTS.index(verdict.verdict) if verdict.verdict in VERDICTS else -1)
 
 
 def best_of(verdicts) -> Verdict | None:

@@ -51,7 +51,8 @@ class Device(Protocol):
     def workdir(self, run_name: str) -> str: ...  # a fresh per-run folder on the device, created
     def push(self, local: Path, remote: str) -> None: ...  # skips unchanged files (content hash cache)
     def pull(self, remote: str, local: Path) -> None: ...  # a file or a whole folder
-    def run(self, argv: list[str], cwd: str, timeout: float, pin_big_cores: bool = True) -> RunResult: ...
+    def run(self, argv: list[str], cwd: str, timeout: float, pin_big_cores: bool = True,
+            writable: Sequence[str] = ()) -> RunResult: ...  # writable: what the program may write (jailed devices)
     def remove(self, remote: str) -> None: ...
     def read_state(self) -> dict: ...  # frequencies + temperatures now (for before/after records)
 

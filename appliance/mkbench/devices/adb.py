@@ -298,6 +298,9 @@ class AdbDevice:
                 fp["pinning"] = f"taskset {self._pin_mask}"
             else:
                 fp["pinning"] = f"none (taskset {fp['big_core_mask']} refused: {probe.stderr.decode('utf-8', 'replace').strip()[:200]})"
+            # Rooted: the big cores' clocks held at one frequency (and said so: it is part of the id).
+            lock = self.shell_outcome(fingerprint.lock_script(fp["big_cores"]), timeout=60)
+            fp["clocks"] = fingerprint.parse_lock(lock.stdout.decode("utf-8", "replace"))
             self._fingerprint = fp
         return self._fingerprint
 
@@ -311,10 +314,23 @@ class AdbDevice:
         return folder
 
     def push(self, local: Path, remote: str) -> None:
-        """Send a file or folder; each content travels once (then it is copied on the device)."""
+        """Send a file or folder; each content travels once (then it is copied on the device), and
+        every file is checked by sha256 as the device holds it: a cached blob that an earlier program
+        rewrote (a candidate runs as the same shell user) is uploaded again, never trusted by size."""
         local = Path(local)
         if not local.exists():
             raise FileNotFoundError(f"nothing to push at {local}")
+        for attempt in range(2):
+            self._copy(local, remote)
+            wrong = self._altered(local, remote)
+            if not wrong:
+                return
+            for digest in wrong:
+                self._blobs.discard(digest)
+                self.shell(f"rm -f {BLOBS}/{digest}")
+        raise AdbCommandError(f"{self.serial}: pushed files differ from their content after a second upload ({remote})")
+
+    def _copy(self, local: Path, remote: str) -> None:
         copies = []
         for source, relative in files.files_under(local):
             target = posixpath.join(remote, relative) if relative else remote
@@ -330,6 +346,14 @@ class AdbDevice:
                 for source, _ in files.files_under(local):
                     self._blob(source)
                 self.shell(script, timeout=300)
+
+    def _altered(self, local: Path, remote: str) -> set[str]:
+        """The digests of the pushed files whose copy on the device does not hash to them."""
+        expected = {posixpath.join(remote, relative) if relative else remote: files.sha256(source)
+                    for source, relative in files.files_under(local)}
+        listing = self.shell("sha256sum " + " ".join(shlex.quote(p) for p in expected), timeout=300).decode()
+        found = {parts[1]: parts[0] for parts in (line.split() for line in listing.splitlines()) if len(parts) == 2}
+        return {digest for path, digest in expected.items() if found.get(path) != digest}
 
     def _blob(self, source: Path) -> str:
         """The device path of the file's content, uploading it if the device lacks it."""
@@ -368,8 +392,12 @@ class AdbDevice:
             raise ValueError(f"{self.serial}: refusing to remove {remote}, outside {DEVICE_ROOT}")
         self.shell(f"rm -rf {shlex.quote(clean)}")
 
-    def run(self, argv: list[str], cwd: str, timeout: float, pin_big_cores: bool = True) -> RunResult:
-        """Run argv in cwd, bounded by `timeout` on the device and (with a grace) on the host."""
+    def run(self, argv: list[str], cwd: str, timeout: float, pin_big_cores: bool = True,
+            writable: Sequence[str] = ()) -> RunResult:
+        """Run argv in cwd, bounded by `timeout` on the device and (with a grace) on the host. A phone
+        has no jail (`writable` is for jailed devices); each evaluation gets a fresh folder instead,
+        and every pushed file is checked by sha256 on the device. When the host's deadline passes
+        without an answer and the phone is gone, that is DeviceLost, not the program's timeout."""
         program = " ".join(shlex.quote(a) for a in argv)
         if pin_big_cores:
             self.fingerprint()
@@ -377,6 +405,10 @@ class AdbDevice:
                 program = f"taskset {self._pin_mask} {program}"
         command = f"cd {shlex.quote(cwd)} && exec timeout -k {KILL_AFTER:g} {timeout:.3f} {program}"
         outcome = self.shell_outcome(command, timeout=timeout + KILL_AFTER + HOST_GRACE)
+        if outcome.exit_code is None:  # no answer in time: the program hung, or the phone went away
+            state = self.state()
+            if state != "device":
+                raise DeviceLost(f"{self.serial} went away during a run: it is {state}")
         return interpret(outcome, timeout)
 
 

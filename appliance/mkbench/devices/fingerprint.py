@@ -33,6 +33,64 @@ echo '@@end'
 """
 PROBE_SCRIPT = _STATIC_PROBE + STATE_SCRIPT
 
+# Clock locking on a rooted phone (androidx benchmark's lockClocks.sh, in short): each big core's
+# minimum and maximum frequency set to one value, the highest the core offers at or below LOCK_SHARE
+# of its maximum (a little below the top, so it can be held without throttling). "@@unrooted" when
+# neither the shell nor `su` is root; otherwise one "cpuN MIN MAX" line per core as read back.
+LOCK_SHARE = 0.8
+
+
+def lock_script(cpus: list[int]) -> str:
+    return r"""
+if [ "$(id -u)" = 0 ]; then as_root() { sh -c "$1"; }
+elif su 0 true >/dev/null 2>&1; then as_root() { su 0 sh -c "$1"; }
+elif su -c true >/dev/null 2>&1; then as_root() { su -c "$1"; }
+else echo '@@unrooted'; exit 0; fi
+echo '@@locked'
+for c in """ + " ".join(str(c) for c in cpus) + r"""; do
+  f=/sys/devices/system/cpu/cpu$c/cpufreq
+  max=$(cat $f/cpuinfo_max_freq 2>/dev/null) || continue
+  target=0
+  for v in $(cat $f/scaling_available_frequencies 2>/dev/null); do
+    if [ $((v * 10)) -le $((max * """ + str(int(LOCK_SHARE * 10)) + r""")) ] && [ $v -gt $target ]; then target=$v; fi
+  done
+  [ $target -gt 0 ] || target=$max
+  as_root "echo $target > $f/scaling_max_freq; echo $target > $f/scaling_min_freq; echo $target > $f/scaling_max_freq" 2>/dev/null
+  echo "cpu$c $(cat $f/scaling_min_freq 2>/dev/null) $(cat $f/scaling_max_freq 2>/dev/null)"
+done
+"""
+
+
+def parse_lock(text: str) -> dict:
+    """What lock_script did: {"locked": {cpu: kHz}} for the cores now held at one frequency, and
+    "how" (root | not rooted | refused)."""
+    sections = parse_probe(text)
+    if "unrooted" in sections:
+        return {"locked": {}, "how": "not rooted: clocks not locked"}
+    locked = {}
+    for line in sections.get("locked", []):
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith("cpu") and parts[1] == parts[2] and parts[1].isdigit():
+            locked[parts[0][3:]] = int(parts[1])
+    return {"locked": locked, "how": "root: big cores locked" if locked else "root, but the kernel refused the lock"}
+
+
+HOT_CELSIUS = 50.0  # above this (any thermal zone) a run is taken while hot
+
+
+def throttled(state: dict, clocks: dict | None) -> str:
+    """Why a run's recorded state says it ran throttled ("" when it did not): a locked core found
+    below its locked frequency, or a zone at HOT_CELSIUS or more."""
+    after = (state or {}).get("after") or {}
+    for cpu, khz in ((clocks or {}).get("locked") or {}).items():
+        now = (after.get("cur_khz") or {}).get(str(cpu))
+        if isinstance(now, int) and now < 0.97 * khz:
+            return f"cpu{cpu} at {now} kHz, locked at {khz}"
+    temperatures = [t for t in (after.get("temperatures_c") or {}).values() if isinstance(t, (int, float))]
+    if temperatures and max(temperatures) >= HOT_CELSIUS:
+        return f"{max(temperatures):.0f} °C"
+    return ""
+
 # ARM "CPU part" numbers of the cores found in phones.
 ARM_PARTS = {
     0xD03: "Cortex-A53", 0xD04: "Cortex-A35", 0xD05: "Cortex-A55", 0xD07: "Cortex-A57",

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Sequence
 
 from .. import settings as settings_module
+from ..sandbox import Jail, give, wrap
 from . import RunResult, files, fingerprint
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -23,7 +25,8 @@ def check_run_name(run_name: str) -> str:
 
 
 def run_process(argv: list[str], cwd: str | Path, timeout: float, env: dict[str, str] | None = None) -> RunResult:
-    """Run argv in its own process group; on timeout the whole group is killed."""
+    """Run argv in its own process group; on timeout the whole group is killed (a jailed program's
+    whole PID namespace goes with bwrap)."""
     start = time.monotonic()
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
@@ -61,6 +64,7 @@ class LocalDevice:
     def __init__(self, settings: settings_module.Settings) -> None:
         self.serial = self.SERIAL
         self.root = settings.cache_dir / "devices" / self.SERIAL
+        self.sandboxed = settings.sandbox
         self._fingerprint: dict | None = None
 
     def __repr__(self) -> str:
@@ -112,9 +116,20 @@ class LocalDevice:
         """The host command that runs argv (whose program may be relative to cwd) on this device."""
         return list(argv)
 
-    def run(self, argv: list[str], cwd: str, timeout: float, pin_big_cores: bool = True) -> RunResult:
-        # One big.LITTLE-free x86 host has no big cores to prefer: pinning is a no-op here.
-        return run_process(self.command(argv, cwd), cwd, timeout)
+    def run(self, argv: list[str], cwd: str, timeout: float, pin_big_cores: bool = True,
+            writable: Sequence[str] = ()) -> RunResult:
+        """Run argv in the candidate jail: cwd readable, only `writable` (folders under it) writable,
+        nothing else of the machine visible. An x86 host has no big cores to prefer: no pinning."""
+        for folder in writable:  # a jail binds what exists: the folders it may write are made here
+            give(Path(folder))
+        jail = Jail(writable=tuple(writable), readable=(str(cwd),), cpu_seconds=int(timeout * 2) + 10)
+        wrapped = wrap(self.command(argv, cwd), jail, cwd, enabled=self.sandboxed)
+        result = run_process(wrapped.argv, cwd, timeout, wrapped.env)
+        if self.sandboxed and result.exit_code is not None and 128 < result.exit_code <= 128 + 64:
+            # The jail reports its program's death by a signal as 128 + the signal, as a shell does
+            # (the judge's own runs read the real status from the guard's report inside the jail).
+            result = RunResult(None, result.stdout, result.stderr, result.seconds, False, result.exit_code - 128)
+        return result
 
     def _probe(self, script: str) -> str:
         return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=30).stdout

@@ -39,7 +39,9 @@ class QemuDevice(LocalDevice):
             raise FileNotFoundError(f"{QEMU} is not installed: apt-get install qemu-user-static")
         if argv and files.is_aarch64_elf(Path(cwd) / argv[0]):
             # no core file from qemu when the guest crashes (a phone leaves none either)
-            return ["/bin/sh", "-c", 'ulimit -c 0 2>/dev/null; exec "$@"', "qemu", QEMU, *argv]
+            # A program it starts (the judge's guard starts the runner) goes through qemu too.
+            return ["/bin/sh", "-c", f'ulimit -c 0 2>/dev/null; export MKBENCH_EXEC_PREFIX={QEMU}; exec "$@"', "qemu", QEMU,
+                    *argv]
         return list(argv)
 
     def _describe(self, fp: dict) -> dict:

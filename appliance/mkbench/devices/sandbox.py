@@ -153,6 +153,7 @@ class Sandbox:
                     "scaling_max_freq": cluster.max_khz, "scaling_min_freq": cluster.min_khz,
                     "scaling_cur_freq": cluster.max_khz, "scaling_governor": cluster.governor,
                     "related_cpus": related.strip(), "affected_cpus": related.strip(),
+                    "scaling_available_frequencies": " ".join(str(cluster.max_khz * k // 10) for k in (4, 6, 8, 10)),
                 }
                 for name, value in values.items():
                     (freq / name).write_text(f"{value}\n")
@@ -221,6 +222,7 @@ class Sandbox:
         """The environment a device shell gets: our toolbox first on PATH, Android's variables."""
         env = {k: v for k, v in base.items() if k in ("LANG", "LC_ALL", "TERM", "TZ")}
         env.update({
+            "MKBENCH_EXEC_PREFIX": str(self.bin / "mkexec"),  # what a device program starts runs through mkexec too
             "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.root / "data/local/tmp"),
             "TMPDIR": str(self.root / "data/local/tmp"),

@@ -1,25 +1,27 @@
-"""The noise floor: native MNN timed against itself on one device.
-
-Both sides run the same native runner in the balanced order evaluate() uses; any
-"speedup" they show is noise. A candidate's speedup inside this band is parity, not a win
-(JUDGE.md: measured here, 0.975-1.024 for a cache-resident task, 0.87-1.14 for a
-memory-bound one at 50 loops a run).
+"""The noise floor: native MNN timed against itself on one device, with the very series
+evaluate() times a candidate with (series.py), native's twin in the candidate's place. Any
+"speedup" it shows is noise: a candidate whose interval overlaps this band is at parity.
+evaluate() measures the floor itself when the store has none for the device, task and settings;
+`mkbench selftest` measures it for many tasks up front and shows it.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import settings as settings_module
 from ..devices import Device
 from ..mnn import build as mnn_build
-from ..tasks.spec import Task
 from ..tasks import artifacts as task_artifacts
-from . import timing
-from .session import DeviceSession, run_failure, target_of
+from ..tasks.spec import Task
+from . import series as series_module
+from . import sets as evaluation_sets
+from .evaluate import TARGET_RUN_MS
+from .session import DeviceSession, HarnessError, target_of
 
 # A spread of kinds and sizes: elementwise, memory-bound, reduction, softmax, conv, matmul.
 DEFAULT_TASKS = ("Abs", "Exp", "ReduceSum", "Softmax", "Conv", "MatMul", "LayerNorm", "MaxPool")
@@ -29,35 +31,43 @@ DEFAULT_TASKS = ("Abs", "Exp", "ReduceSum", "Softmax", "Conv", "MatMul", "LayerN
 class NoiseFloor:
     task: str
     device: str
-    pairs: int
-    speedup: float  # native A / native B over all iterations: ~1.0
-    low: float  # lowest per-pair ratio
-    high: float  # highest per-pair ratio
+    pairs: int  # twin runs in the series
+    speedup: float  # native / native twin: ~1.0
+    low: float  # its 95% interval
+    high: float
     median_ms: float
     reportable: bool  # False on emulated devices
+    stopped_by: str = ""
+    ratios: tuple[float, ...] = ()
+    seconds: float = 0.0
 
 
-def measure(task: Task, device: Device, settings: settings_module.Settings, pairs: int = 6) -> NoiseFloor:
-    """Time native against native on the device for one task."""
-    s = settings
-    artifacts = task_artifacts.prepare(task, s)
-    native = mnn_build.build_native(target_of(device), s)
+def measure(task: Task, device: Device, settings: settings_module.Settings, pairs: int | None = None) -> NoiseFloor:
+    """Native against its twin on the device for one task (series.py); `pairs` fixes the number
+    of twin runs (default: until the interval is precise or the timing budget is spent)."""
+    started = time.monotonic()
+    artifacts = task_artifacts.prepare(task, settings)
+    native = mnn_build.build_native(target_of(device), settings)
     local = Path(tempfile.mkdtemp(prefix="mkbench-selftest-"))
-    session = DeviceSession(device, artifacts, {"a": native.runner, "b": native.runner}, task_artifacts.run_settings(task),
-                            f"selftest-{task.name}", local)
+    session = None
     try:
-        warmup, iterations, timeout = session.calibrate("a")
-        runs: dict[str, list[list[float]]] = {"a": [], "b": []}
-        for side in timing.balanced_order(pairs):
-            label = "a" if side == "native" else "b"
-            result, report, _ = session.run(label, warmup, iterations, timeout)
-            failure = run_failure(result, f"native ({label})")
-            if failure or report is None:
-                raise RuntimeError(f"selftest {task.name}: {failure[1] if failure else 'no report'}")
-            runs[label].append(report["times_ms"])
-        summary = timing.summarise(runs["a"], runs["b"])
-        return NoiseFloor(task.name, device.serial, pairs, summary.speedup, summary.speedup_low, summary.speedup_high,
-                          summary.native_median_ms, not device.emulated)
+        drawn = evaluation_sets.prepare(task, artifacts, local / "sets", evaluation_sets.new_seed())
+        session = DeviceSession(device, native.guard, {"native": native.runner, "twin": native.runner},
+                                {"native": artifacts.mnn_model, "twin": artifacts.mnn_model}, drawn,
+                                task_artifacts.run_settings(task, settings.threads), f"selftest-{task.name}", local)
+        runs: list = []
+        first = series_module.native_run(session, runs, 1, drawn.seed, len(drawn.timed), every_set=True)
+        warmup, iterations = series_module.sizing(first, TARGET_RUN_MS)
+        bounds = {"min_runs": pairs, "max_runs": pairs} if pairs else {}
+        done = series_module.run_series(session, runs, warmup, iterations, first.result.seconds, settings.timing_budget,
+                                        None, challenger="twin", **bounds)
+        if done.failure or done.figure is None:
+            raise HarnessError(f"selftest: native against itself failed on {task.name}: {done.failure or 'no figure'}")
+        figure = done.figure
+        return NoiseFloor(task.name, device.serial, figure.runs, figure.speedup, min(figure.speedup_low, 1.0),
+                          max(figure.speedup_high, 1.0), figure.native_median_ms, not device.emulated, done.stopped_by,
+                          figure.ratios, time.monotonic() - started)
     finally:
-        session.close()
+        if session is not None:
+            session.close()
         shutil.rmtree(local, ignore_errors=True)

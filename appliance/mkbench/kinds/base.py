@@ -29,6 +29,9 @@ class BuiltCandidate:
     native_references: tuple[str, ...] = ()  # evidence of delegation to MNN's own implementation of the task's op
     helpers: tuple[str, ...] = ()  # MNN functions it calls that implement other things (allowed, recorded)
     build_id: int | None = None
+    forbidden: tuple[str, ...] = ()  # what its object may not hold (mnn/object_rules.py): verdict `forbidden`
+    undefined: tuple[str, ...] = ()  # what its object uses from elsewhere (demangled): delegation is read from it
+    flags: tuple[str, ...] = ()  # review flags its object raised (threads of its own)
 
 
 @dataclass(frozen=True)

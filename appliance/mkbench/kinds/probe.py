@@ -32,11 +32,11 @@ def native_record(task: Task, runner: Path, settings: settings_module.Settings) 
     """The native runner's report for one timing run of the task (raises RuntimeError)."""
     artifacts = task_artifacts.prepare(task, settings)
     with tempfile.TemporaryDirectory(prefix="mkbench-probe-") as tmp:
-        inputs = Path(tmp) / "inputs"
-        inputs.mkdir()
-        (inputs / "timing").symlink_to(artifacts.inputs / "timing")
-        argv = runner_argv(str(runner), str(artifacts.mnn_model), str(inputs), f"{tmp}/out", 0, 1,
-                           task_artifacts.run_settings(task))
+        sets = Path(tmp) / "sets"
+        sets.mkdir()
+        (sets / "timing").symlink_to(artifacts.inputs / "timing")
+        argv = runner_argv(str(runner), str(artifacts.mnn_model), str(sets), f"{tmp}/out", 0, 1, 1, 0,
+                           task_artifacts.run_settings(task, settings.threads))
         result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             raise RuntimeError(f"the native runner fails: {(result.stderr.strip().splitlines() or [''])[-1][:160]}")

@@ -29,7 +29,7 @@ from ..filelock import built_once
 from . import register_copies
 from . import tree as tree_module
 from .register_copies import REGISTER_SOURCE, RUNNER_DIR, geometry_register_symbol
-from .symbols import vtable_classes
+from .symbols import read_symbols, vtable_classes
 from .toolbox import BuildError, BuildLog, binutil, cache_key, ccache_env, compile_cpp, first_error, jobs, record_build
 from .toolchain import TARGETS, Toolchain, ToolchainError, toolchain
 
@@ -74,6 +74,8 @@ class NativeBuild:
     library_noreg: Path  # the same without CPUOPRegister's object
     runner: Path  # the native runner (records which creator served each op, like a candidate's)
     runner_objects: tuple[Path, ...]  # runner.o + the recording register copy's object
+    guard: Path  # mnn/runner/guard.cpp: times a run from outside its process, leaves nothing behind
+    bandwidth: Path  # mnn/runner/bandwidth.cpp: the device's memory bandwidth per working-set size
     compile_command: tuple[str, ...]  # MNN's compile line for CPUOPRegister.cpp with {source}/{output}
     compile_directory: Path
     link_command: tuple[str, ...]  # compiler + leading link flags ({objects} go after)
@@ -209,7 +211,7 @@ def _link_command(tc: Toolchain, compile_command: Sequence[str]) -> tuple[str, .
     return (compile_command[0], *keep, *tc.link_flags)
 
 
-def _build_runner(native: NativeBuild, directory: Path, log: BuildLog) -> tuple[Path, tuple[Path, ...]]:
+def _build_runner(native: NativeBuild, directory: Path, log: BuildLog) -> tuple[Path, tuple[Path, ...], Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     runner_obj = directory / "runner.o"
     result = compile_cpp(native, RUNNER_DIR / "runner.cpp", runner_obj, log, extra=[f"-I{RUNNER_DIR}"])
@@ -222,7 +224,16 @@ def _build_runner(native: NativeBuild, directory: Path, log: BuildLog) -> tuple[
     result = link_runner(native, [runner_obj, register_obj, geometry_obj, info_obj], runner, log)
     if result.returncode != 0:
         raise BuildError(f"linking the runner failed: {first_error(result)}")
-    return runner, (runner_obj, register_obj, geometry_obj)
+    tools = []
+    for name in ("guard", "bandwidth"):  # stand-alone programs: MNN's compile line, no MNN linked
+        obj, program = directory / f"{name}.o", directory / name
+        result = compile_cpp(native, RUNNER_DIR / f"{name}.cpp", obj, log)
+        if result.returncode == 0:
+            result = log.run([*native.link_command, "-o", program, obj])
+        if result.returncode != 0:
+            raise BuildError(f"building the {name} failed: {first_error(result)}")
+        tools.append(program)
+    return runner, (runner_obj, register_obj, geometry_obj), tools[0], tools[1]
 
 
 # ---------------------------------------------------------------- the public API
@@ -238,11 +249,13 @@ def native_directory(target: str, settings: settings_module.Settings) -> Path:
 
 def _native_from(data: dict, path: Path, runner: dict | None) -> NativeBuild:
     """A NativeBuild from its manifest; without a runner entry, one whose runner is yet to be built."""
-    runner = runner or {"runner": str(path / "runner-pending"), "objects": []}
+    runner = runner or {"runner": str(path / "runner-pending"), "objects": [], "guard": str(path / "guard-pending"),
+                        "bandwidth": str(path / "bandwidth-pending")}
     return NativeBuild(
         target=data["target"], key=data["key"], directory=path,
         library=Path(data["library"]), library_noreg=Path(data["library_noreg"]),
-        runner=Path(runner["runner"]), runner_objects=tuple(Path(p) for p in runner["objects"]),
+        runner=Path(runner["runner"]), runner_objects=tuple(Path(p) for p in runner["objects"]), guard=Path(runner["guard"]),
+        bandwidth=Path(runner.get("bandwidth", path / "bandwidth-pending")),
         compile_command=tuple(data["compile_command"]), compile_directory=Path(data["compile_directory"]),
         link_command=tuple(data["link_command"]), link_libs=tuple(data["link_libs"]),
         tree=Path(data["tree"]), tree_fingerprint=data["tree_fingerprint"],
@@ -297,8 +310,9 @@ def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_
                 "run_prefix": list(tc.run_prefix), "options": MNN_OPTIONS, "runners": {},
                 "library_seconds": round(time.monotonic() - started, 1),
             }
-        runner, objects = _build_runner(_native_from(data, directory, None), directory / f"runner-{rkey}", log)
-        data["runners"][rkey] = {"runner": str(runner), "objects": [str(p) for p in objects]}
+        runner, objects, guard, bandwidth = _build_runner(_native_from(data, directory, None), directory / f"runner-{rkey}", log)
+        data["runners"][rkey] = {"runner": str(runner), "objects": [str(p) for p in objects], "guard": str(guard),
+                                 "bandwidth": str(bandwidth)}
         staging = manifest_path.with_suffix(".partial")
         staging.write_text(json.dumps(data, indent=1))
         staging.replace(manifest_path)
@@ -328,6 +342,57 @@ def native_kernel_classes(native: NativeBuild) -> frozenset[str]:
         return source in kernel_files and source not in infrastructure
 
     return vtable_classes(native, native.library_noreg, native.directory / "native_classes.txt", kernel_member)
+
+
+OWN_FUNCTION_USERS = 3  # a function of MNN's that at most this many kernel files call belongs to their ops
+
+
+def op_functions(native: NativeBuild, classes) -> frozenset[str]:
+    """MNN's own kernel functions for the ops its execution (or geometry) classes `classes` serve:
+    the free functions of MNN's library that the files defining those classes call, and that at
+    most OWN_FUNCTION_USERS of MNN's kernel files call (MNNSoftmax, MNNGelu, ...). Functions more
+    files share (packing, matrix products, exp tables) are helpers that implement other things:
+    a candidate may call them, and they are recorded. Names without their parameter lists."""
+    table = _kernel_function_table(native)
+    members = {member for cls in classes for member in table["classes"].get(cls, [])}
+    return frozenset(name for member in members for name in table["calls"].get(member, [])
+                     if len(table["users"].get(name, [])) <= OWN_FUNCTION_USERS)
+
+
+def _kernel_function_table(native: NativeBuild) -> dict:
+    """{"classes": class -> kernel members defining its vtable, "calls": member -> MNN free functions
+    it calls, "users": function -> kernel members calling it}, from nm, cached as JSON."""
+    cache = native.directory / "kernel_functions.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    kernel_files = {p.name for folder in ("source/backend/cpu", "source/geometry") for p in (native.tree / folder).rglob("*.cpp")}
+    listed = read_symbols(native, native.library_noreg)
+    free_defined = {sym.demangled.split("(")[0] for _, sym in listed if sym.defined and _free_function(sym.demangled)}
+    classes: dict[str, list[str]] = {}
+    calls: dict[str, set[str]] = {}
+    for member, sym in listed:
+        if member.removesuffix(".o") not in kernel_files:
+            continue
+        if sym.defined and sym.vtable_of:
+            classes.setdefault(sym.vtable_of, []).append(member)
+        name = sym.demangled.split("(")[0]
+        if sym.kind == "U" and _free_function(sym.demangled) and name in free_defined:
+            calls.setdefault(member, set()).add(name)
+    users: dict[str, list[str]] = {}
+    for member, names in calls.items():
+        for name in names:
+            users.setdefault(name, []).append(member)
+    table = {"classes": classes, "calls": {m: sorted(n) for m, n in calls.items()}, "users": users}
+    staging = cache.with_name(f"{cache.name}.partial")
+    staging.write_text(json.dumps(table))
+    staging.replace(cache)
+    return table
+
+
+def _free_function(demangled: str) -> bool:
+    """A function outside any class or namespace but MNN's (`MNNSoftmax(...)`, `MNN::MNNGelu(...)`, a C name)."""
+    name = demangled.split("(")[0].removeprefix("MNN::")
+    return "::" not in name and " " not in name and not name.startswith(("vtable", "typeinfo", "std"))
 
 
 def status(settings: settings_module.Settings) -> list[BuildStatus]:

@@ -39,8 +39,10 @@ from ..settings import REPO_ROOT
 from . import build as build_module
 from . import tree as tree_module
 from .build import BUILD_RECIPE, MNN_OPTIONS
+from . import object_rules
 from .symbols import defines_class, read_symbols, vtable_classes
-from .toolbox import BuildError, BuildLog, binutil, cache_key, compile_cpp, first_error, record_build
+from .toolbox import (CANDIDATE_COMPILE_SECONDS, BuildError, BuildLog, binutil, cache_key, candidate_compile_jail, compile_cpp, first_error,
+                      include_roots, record_build)
 from .toolchain import Toolchain, toolchain
 
 # The native build's options with the converter and its bundled protobuf turned on.
@@ -55,7 +57,6 @@ DEPS_ARCHIVE = "tools/converter/libMNNConvertDeps.a"
 # The environment variable naming the file a candidate converter appends "candidate <op>" to.
 SERVED_LOG_ENV = "MKBENCH_SERVED_LOG"
 
-CANDIDATE_COMPILE_SECONDS = 300
 
 _INSERT_PREFIX = "MNN::Express::OnnxExtraManager::insert("
 _INSERTED_NAME = re.compile(r'->\s*insert\s*\(\s*"([^"\\]*)"')
@@ -101,6 +102,9 @@ class CandidateConverter:
     removed_members: tuple[str, ...]  # native transforms left out of the deps archive copy
     directory: Path | None
     build_id: int | None  # row in the store's builds table
+    forbidden: tuple[str, ...] = ()  # what its object may not hold (object_rules.py): refused before linking
+    undefined: tuple[str, ...] = ()  # the functions and data it uses from elsewhere (demangled)
+    flags: tuple[str, ...] = ()  # review flags found in its object (threads of its own)
 
 
 # ---------------------------------------------------------------- the converter build
@@ -281,6 +285,13 @@ def _archive_without(build: ConverterBuild, onnx_op: str, log: BuildLog) -> tupl
     return destination, members
 
 
+def converter_universe(build: ConverterBuild) -> dict[str, str]:
+    """What the rest of a candidate converter defines (object_rules.universe), cached in its build."""
+    archives = [Path(arg) for arg in build.link_tail if arg.endswith(".a") and Path(arg).is_file()]
+    return object_rules.universe(build, [build.converter_object, build.recorder_object, build.deps_archive, *archives],
+                                 build.directory / f"defined-elsewhere-{recorder_key()}.txt")
+
+
 def native_classes(build: ConverterBuild, archive: Path) -> frozenset[str]:
     """Classes with a vtable in a deps archive (copy), cached beside it."""
     return vtable_classes(build, archive, archive.with_name(archive.name + ".classes.txt"))
@@ -311,13 +322,15 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     cache_key = hashlib.sha256(f"{build.key}\n{recorder_key()}\n{onnx_op}\n{source}".encode()).hexdigest()[:16]
     names = registered_ops(source)
 
+    facts: dict = {}  # what the object shows, once it is read: forbidden, undefined, flags
+
     def finish(ok: bool, reason: str, output: str, converter: Path | None = None, removed: tuple[str, ...] = ()) -> CandidateConverter:
         seconds = time.monotonic() - started
         (directory / "build.log").write_text(log.text())
         build_id = record_build(s, "host", "composite", cache_key, ok, seconds, log.text())
         return CandidateConverter(
             ok=ok, converter=converter, compiler_output=output, seconds=seconds, reason=reason, onnx_op=onnx_op,
-            registered_ops=names, removed_members=removed, directory=directory, build_id=build_id,
+            registered_ops=names, removed_members=removed, directory=directory, build_id=build_id, **facts,
         )
 
     # A fresh folder per build: a failed build never leaves an older converter behind.
@@ -326,16 +339,26 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     (directory / "candidate.cpp").write_text(source)
     compiled = compile_cpp(
         build, Path("candidate.cpp"), Path("candidate.o"), log,
-        extra=[f"-iquote{build.tree / ONNXEXTRA_DIR}"], cwd=directory, timeout=CANDIDATE_COMPILE_SECONDS,
+        extra=[f"-iquote{build.tree / ONNXEXTRA_DIR}", "-MD", "-MF", "candidate.d"], cwd=directory,
+        timeout=CANDIDATE_COMPILE_SECONDS, wrap=candidate_compile_jail(s, directory, [build.tree, build.compile_directory]),
     )
     output = (compiled.stdout + compiled.stderr).rstrip()
     if compiled.returncode != 0:
         return finish(False, f"compile error: {first_error(compiled)}", output)
+    facts["forbidden"] = tuple(object_rules.included(directory / "candidate.d", directory / "candidate.cpp",
+                                                     include_roots(s, build.tree)))
+    if facts["forbidden"]:
+        return finish(False, f"forbidden: {facts['forbidden'][0]}", f"{output}\nmkbench: forbidden: {facts['forbidden'][0]}".lstrip())
 
     def refuse(reason: str) -> CandidateConverter:
         return finish(False, reason, f"{output}\nmkbench: {reason}".lstrip())
 
     symbols = [symbol for _, symbol in read_symbols(build, directory / "candidate.o")]
+    facts["undefined"] = tuple(sorted({sym.demangled for sym in symbols if sym.kind == "U"}))
+    facts["flags"] = tuple(f"threads: starts threads of its own ({name})" for name in object_rules.threads(symbols))
+    facts["forbidden"] = tuple(object_rules.forbidden(build, directory / "candidate.o", converter_universe(build), symbols))
+    if facts["forbidden"]:
+        return refuse(f"forbidden: {facts['forbidden'][0]}")
     inserts = sorted({sym.mangled for sym in symbols if sym.kind == "U" and sym.demangled.startswith(_INSERT_PREFIX)})
     how = f'define an OnnxExtraManager::Transform and register it with OnnxExtraManager::get()->insert("{onnx_op}", ...)'
     if not inserts:
@@ -371,9 +394,11 @@ def _build_candidate_locked(source: str, onnx_op: str, build: ConverterBuild, di
     return finish(True, "", output, converter=converter, removed=removed)
 
 
-def served_transforms(log_path: Path) -> list[str]:
+def served_transforms(log_path: Path, declined: bool = False) -> list[str]:
     """The ONNX ops a candidate converter's transform converted, one entry per node (from the
-    file named by MKBENCH_SERVED_LOG during the conversion); [] when nothing was recorded."""
+    file named by MKBENCH_SERVED_LOG during the conversion); with declined=True also the nodes it
+    was asked for and declined (returned nothing or the node itself). [] when nothing was recorded."""
     if not log_path.is_file():
         return []
-    return [line.removeprefix("candidate ").strip() for line in log_path.read_text().splitlines() if line.startswith("candidate ")]
+    heads = ("candidate ", "declined ") if declined else ("candidate ",)
+    return [line.split(" ", 1)[1].strip() for line in log_path.read_text().splitlines() if line.startswith(heads)]

@@ -48,8 +48,9 @@ from ..filelock import locked
 from . import build as build_module
 from .build import NativeBuild
 from .register_copies import RUNNER_DIR, Target, info_source
+from . import object_rules
 from .symbols import Symbol, code_only, defines_class, read_symbols
-from .toolbox import BuildLog, binutil, compile_cpp, first_error, record_build
+from .toolbox import CANDIDATE_COMPILE_SECONDS, BuildLog, binutil, candidate_compile_jail, compile_cpp, first_error, include_roots, record_build
 
 # Op types whose sub-type the dispatcher can read, and the flatbuffers enum that names it.
 SUB_TYPE_ENUMS = {
@@ -63,8 +64,6 @@ SUB_TYPE_ENUMS = {
 # CoreFunctions members that hand out MNN's own elementwise kernels: using one is delegation.
 NATIVE_SELECTORS = re.compile(r"\bMNNSelect(?:Unary|Binary)FunctionFor(?:Float|Int8)\b")
 
-# A candidate compile that takes longer than this (runaway templates) fails the build.
-CANDIDATE_COMPILE_SECONDS = 300
 
 # REGISTER_CPU_OP_CREATOR(Name, OpType_X) defines ___Name__OpType_X__().
 REGISTRATION = re.compile(r"___(\w+)__OpType_(\w+)__\(\)$")
@@ -99,6 +98,9 @@ class CandidateBuild:
     native_references: tuple[str, ...]  # evidence of delegation to MNN's own kernels (see module doc)
     directory: Path | None
     build_id: int | None  # row in the store's builds table
+    forbidden: tuple[str, ...] = ()  # what its object may not hold (object_rules.py): refused before linking
+    undefined: tuple[str, ...] = ()  # the functions and data it uses from elsewhere (demangled)
+    flags: tuple[str, ...] = ()  # review flags found in its object (threads of its own)
 
 
 # ---------------------------------------------------------------- targets
@@ -155,6 +157,12 @@ def native_references(native: NativeBuild, undefined: Iterable[str], source: str
     return tuple(found)
 
 
+def runner_universe(native: NativeBuild) -> dict[str, str]:
+    """What the rest of a runner defines (object_rules.universe), cached beside its objects."""
+    return object_rules.universe(native, [native.library_noreg, *native.runner_objects],
+                                 native.runner_objects[0].parent / "defined-elsewhere.txt")
+
+
 # ---------------------------------------------------------------- the candidate build
 
 
@@ -183,6 +191,8 @@ def _build_candidate_locked(source: str, checked: tuple[Target, ...], native: Na
     log = BuildLog([])
     cache_key = hashlib.sha256(f"{native.key}\n{registration.name}\n{checked}\n{source}".encode()).hexdigest()[:16]
 
+    facts: dict = {}  # what the object shows, once it is read: forbidden, undefined, flags
+
     def finish(ok: bool, reason: str, output: str, runner: Path | None = None, registrations=(), classes=(), references=()) -> CandidateBuild:
         seconds = time.monotonic() - started
         (directory / "build.log").write_text(log.text())
@@ -190,7 +200,7 @@ def _build_candidate_locked(source: str, checked: tuple[Target, ...], native: Na
         return CandidateBuild(
             ok=ok, runner=runner, compiler_output=output, seconds=seconds, reason=reason, target=target,
             targets=checked, registrations=tuple(registrations), candidate_classes=tuple(classes),
-            native_references=tuple(references), directory=directory, build_id=build_id,
+            native_references=tuple(references), directory=directory, build_id=build_id, **facts,
         )
 
     # A fresh folder per build: a failed build never leaves an older runner behind.
@@ -201,11 +211,15 @@ def _build_candidate_locked(source: str, checked: tuple[Target, ...], native: Na
 
     compiled = compile_cpp(
         native, Path("candidate.cpp"), Path("candidate.o"), log,
-        extra=[f"-iquote{native.tree / 'source' / 'backend' / 'cpu'}"], cwd=directory, timeout=CANDIDATE_COMPILE_SECONDS,
+        extra=[f"-iquote{native.tree / 'source' / 'backend' / 'cpu'}", "-MD", "-MF", "candidate.d"], cwd=directory,
+        timeout=CANDIDATE_COMPILE_SECONDS, wrap=candidate_compile_jail(s, directory, [native.tree, native.compile_directory]),
     )
     output = (compiled.stdout + compiled.stderr).rstrip()
     if compiled.returncode != 0:
         return finish(False, f"compile error: {first_error(compiled)}", output)
+    facts["forbidden"] = tuple(object_rules.included(directory / "candidate.d", candidate_cpp, include_roots(s, native.tree)))
+    if facts["forbidden"]:
+        return finish(False, f"forbidden: {facts['forbidden'][0]}", f"{output}\nmkbench: forbidden: {facts['forbidden'][0]}".lstrip())
 
     symbols = [sym for _, sym in read_symbols(native, directory / "candidate.o")]
     registrations = [(sym, found) for sym in symbols if sym.kind in "Tt" and (found := registration.find(sym))]
@@ -216,6 +230,12 @@ def _build_candidate_locked(source: str, checked: tuple[Target, ...], native: Na
 
     def refuse(reason: str) -> CandidateBuild:
         return finish(False, reason, f"{output}\nmkbench: {reason}".lstrip(), registrations=names, classes=classes, references=references)
+
+    facts["undefined"] = tuple(sorted({sym.demangled for sym in symbols if sym.kind == "U"}))
+    facts["flags"] = tuple(f"threads: starts threads of its own ({name})" for name in object_rules.threads(symbols))
+    facts["forbidden"] = tuple(object_rules.forbidden(native, directory / "candidate.o", runner_universe(native), symbols))
+    if facts["forbidden"]:
+        return refuse(f"forbidden: {facts['forbidden'][0]}")
 
     problem = registration.check(names, checked)
     if problem:

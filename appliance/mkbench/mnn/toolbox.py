@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from .. import sandbox
 from .. import settings as settings_module
 from .. import store
 from ..store import rows
+
+
+CANDIDATE_COMPILE_SECONDS = 300  # a candidate compile that takes longer (runaway templates) fails its build
 
 
 class BuildError(RuntimeError):
@@ -99,6 +103,22 @@ def compile_cpp(kit: CompileKit, source: Path, output: Path, log: BuildLog, extr
     if shutil.which("ccache"):
         argv = [shutil.which("ccache")] + argv
     return log.run(argv, cwd=cwd or kit.compile_directory, env=ccache_env(), timeout=timeout, wrap=wrap)
+
+
+def candidate_compile_jail(settings: settings_module.Settings, directory: Path, readable: Sequence[Path]):
+    """The jail a candidate compiles in (sandbox.py): it reads the MNN tree and build, the system
+    and the toolchain; it writes its own folder and a compiler cache of candidates' own."""
+    cache = sandbox.give(settings.work_dir / "ccache-candidates")
+    roots = [*readable, *([settings.ndk_home] if settings.ndk_home else [])]
+    jail = sandbox.Jail(writable=(str(directory), str(cache)), readable=tuple(str(r) for r in roots),
+                        env=(("CCACHE_DIR", str(cache)), ("CCACHE_UMASK", "000")), cpu_seconds=int(CANDIDATE_COMPILE_SECONDS))
+    sandbox.give(directory)
+    return sandbox.command_wrapper(jail, settings.sandbox)
+
+
+def include_roots(settings: settings_module.Settings, tree: Path) -> list[Path]:
+    """Where a candidate's includes may come from: MNN's tree, the system and the toolchain."""
+    return [tree, Path("/usr"), *([settings.ndk_home] if settings.ndk_home else [])]
 
 
 def first_error(result: subprocess.CompletedProcess) -> str:

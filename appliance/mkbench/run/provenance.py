@@ -15,6 +15,7 @@ from .. import settings as settings_module
 from ..agents import Budget
 from ..devices import Device, device_id
 from ..judge import evaluate as judge_evaluate
+from ..judge import series as judge_series
 from ..judge import session as judge_session
 from ..judge import timing
 from ..mnn import build as mnn_build
@@ -40,9 +41,12 @@ def provenance(config: RunConfig, tasks: list[Task], devices: list[Device], back
         "mkbench_version": __version__, "python": platform.python_version(), "platform": platform.platform(),
         "machine": platform.node(), "argv": sys.argv,
         "suite": {"name": config.suite, "hash": suite_hash(tasks), "tasks": len(tasks)},
-        "judge": {"threads": settings_module.JUDGE_THREADS, "precision": settings_module.JUDGE_PRECISION,
-                  "hints": settings_module.JUDGE_HINTS, "target_run_ms": judge_session.TARGET_RUN_MS,
-                  "pairs": judge_evaluate.PAIRS, "implausible_speedup": timing.IMPLAUSIBLE_SPEEDUP},
+        "judge": {"threads": settings.threads, "precision": settings_module.JUDGE_PRECISION,
+                  "hints": settings_module.JUDGE_HINTS, "target_run_ms": judge_evaluate.TARGET_RUN_MS,
+                  "protocol": judge_evaluate.PROTOCOL, "precision_goal": timing.PRECISION,
+                  "timing_budget_s": settings.timing_budget, "min_runs": judge_series.MIN_RUNS,
+                  "max_runs": judge_series.MAX_RUNS, "implausible_speedup": timing.IMPLAUSIBLE_SPEEDUP,
+                  "sandbox": settings.sandbox},
         "budget": asdict(Budget(**config.budget)),
         "generators": {"sha256": generators_fingerprint()},
     }

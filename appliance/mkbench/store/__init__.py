@@ -152,6 +152,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX noise_floors_device ON noise_floors(device_id, task);
     CREATE INDEX attempts_item ON attempts(run_id, task, generator, mode, device_id);
     """,
+    # v3: a judge no kernel can fool: fresh draws, the scale-aware check, flags that keep a kernel out of the wins.
+    """
+    ALTER TABLE evaluations ADD COLUMN draw_seed INTEGER;         -- this evaluation's fresh draws
+    ALTER TABLE evaluations ADD COLUMN strict_ok INTEGER;         -- the scale-aware check (NULL: not reached)
+    ALTER TABLE evaluations ADD COLUMN scaled_error REAL;         -- max |out - ref| / max |ref|, seeded sets
+    ALTER TABLE evaluations ADD COLUMN native_scaled_error REAL;  -- native MNN's on the same draws
+    ALTER TABLE evaluations ADD COLUMN blocked INTEGER;           -- correct, but kept out of the wins (flags, strict)
+    ALTER TABLE evaluations ADD COLUMN timing_runs INTEGER;       -- candidate runs in the timed series
+    ALTER TABLE evaluations ADD COLUMN timing_stopped_by TEXT;    -- precise | N runs | the budget
+    ALTER TABLE evaluations ADD COLUMN noise_floor_low REAL;      -- the device's native/native band for the task,
+    ALTER TABLE evaluations ADD COLUMN noise_floor_high REAL;     -- as the evaluation used it
+    ALTER TABLE noise_floors ADD COLUMN settings_key TEXT;        -- sha256 of the judge settings it was measured with
+    ALTER TABLE noise_floors ADD COLUMN task_sha256 TEXT;
+    ALTER TABLE noise_floors ADD COLUMN speedup REAL;             -- native/native figure (low, high: its interval, widened to 1.0)
+    ALTER TABLE noise_floors ADD COLUMN ratios TEXT;              -- JSON: its per-run ratios
+    ALTER TABLE evaluations ADD COLUMN bound_ms REAL;             -- the time to move the task's bytes at the device's bandwidth
+    ALTER TABLE evaluations ADD COLUMN bound_fraction REAL;       -- bound_ms / the candidate's time (1.0: memory speed)
+    CREATE TABLE bandwidth_curves (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        device_id TEXT NOT NULL,
+        curve TEXT NOT NULL                 -- JSON: sizes (bytes) and bytes_per_second, mnn/runner/bandwidth.cpp
+    );
+    CREATE INDEX bandwidth_curves_device ON bandwidth_curves(device_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

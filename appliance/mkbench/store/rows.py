@@ -13,7 +13,8 @@ in one place:
     llm_calls      record_llm_call, bind_calls           every model call, tied to its attempt
     runs           create_run, set_run_status, touch_run
     run_devices    (with create_run), mark_run_device
-    noise_floors   record_noise_floor
+    noise_floors   record_noise_floor (read: noise_floor_for)
+    bandwidth_curves  record_bandwidth_curve (read: bandwidth_curve)
 
 Values that are dicts or lists are stored as JSON; a float that is not finite (a max error over
 NaN outputs) is stored as its text, which SQLite's JSON functions can read.
@@ -186,14 +187,42 @@ def mark_run_device(db, run_id: str, serial: str, status: str, detail: str, devi
 # ---------------------------------------------------------------- noise floors
 
 
-def record_noise_floor(db, device_id: str, task: str, low: float, high: float) -> int:
+def record_noise_floor(db, device_id: str, task: str, low: float, high: float, settings_key: str | None = None,
+                       task_sha256: str | None = None, speedup: float | None = None, ratios=None) -> int:
     """Native against native on a device: the band of speedups that is noise for a task ("*": the
-    device's overall floor). The newest row per (device, task) wins."""
+    device's overall floor), and for the judge settings it was measured with (settings_key; None:
+    `mkbench selftest` of an older judge). The newest row per (device, task, settings) wins."""
     if not low <= high:
         raise ValueError(f"a noise floor needs low <= high, got {low} > {high}")
     with transaction(db):
         return _insert(db, "noise_floors", {"created_at": time.time(), "device_id": device_id, "task": task,
-                                            "low": float(low), "high": float(high)})
+                                            "low": float(low), "high": float(high), "settings_key": settings_key,
+                                            "task_sha256": task_sha256, "speedup": speedup,
+                                            "ratios": json.dumps(list(ratios)) if ratios is not None else None})
+
+
+def noise_floor_for(db, device_id: str, task: str, task_sha256: str, settings_key: str) -> tuple[float, float] | None:
+    """The newest floor measured for exactly this device, task version and judge settings."""
+    rows_found = list(db.query("SELECT low, high FROM noise_floors WHERE device_id = ? AND task = ? AND task_sha256 = ? "
+                               "AND settings_key = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                               [device_id, task, task_sha256, settings_key]))
+    return (rows_found[0]["low"], rows_found[0]["high"]) if rows_found else None
+
+
+# ---------------------------------------------------------------- bandwidth curves
+
+
+def record_bandwidth_curve(db, device_id: str, curve: dict) -> int:
+    """A device's memory bandwidth per working-set size (judge/bounds.py), measured once per fingerprint."""
+    with transaction(db):
+        return _insert(db, "bandwidth_curves", {"created_at": time.time(), "device_id": device_id, "curve": json.dumps(curve)})
+
+
+def bandwidth_curve(db, device_id: str) -> dict | None:
+    """The newest bandwidth curve of a device, or None."""
+    found = list(db.query("SELECT curve FROM bandwidth_curves WHERE device_id = ? ORDER BY created_at DESC, id DESC LIMIT 1",
+                          [device_id]))
+    return json_dict(found[0]["curve"]) if found else None
 
 
 # ---------------------------------------------------------------- shared reads

@@ -41,13 +41,14 @@ class TaskArtifacts:
     input_shapes: dict  # input name -> shape (for the measurements table)
 
 
-def run_settings(task: Task) -> dict:
-    """Runtime settings, the same for native and candidate, recorded with every verdict: threads,
-    precision, and MNN's runtime hints (the judge's, plus those the task needs)."""
+def run_settings(task: Task, threads: int = settings_module.JUDGE_THREADS) -> dict:
+    """Runtime settings, the same for native and candidate, recorded with every verdict: threads
+    (the judge setting MKBENCH_THREADS), precision, and MNN's runtime hints (the judge's, plus
+    those the task needs)."""
     hints = dict(settings_module.JUDGE_HINTS)
     if task.mnn:
         hints.update(task.mnn.hints)
-    return {"threads": settings_module.JUDGE_THREADS, "precision": settings_module.JUDGE_PRECISION, "hints": hints}
+    return {"threads": threads, "precision": settings_module.JUDGE_PRECISION, "hints": hints}
 
 
 def prepare(task: Task, settings: settings_module.Settings, converter: Path | None = None) -> TaskArtifacts:
@@ -81,16 +82,20 @@ def _build(task: Task, directory: Path, converter: Path | None, sets, settings: 
         warnings.simplefilter("ignore")
         for set_name in ["timing", *sets]:
             inputs = task_model.draw_inputs(task, set_name)
-            folder = tmp / "inputs" / set_name
-            folder.mkdir(parents=True)
-            for name, array in inputs.items():
-                np.save(folder / f"{name}.npy", array.astype(_RUNNER_DTYPES.get(str(array.dtype), array.dtype)))
+            write_set(tmp / "inputs" / set_name, inputs)
             if set_name != "timing":
                 references = task_model.reference_outputs(task, inputs, model)
                 np.savez(tmp / f"reference-{set_name}.npz", **references)
     (tmp / "done.json").write_text(json.dumps({"task": task.name, "sha256": task.sha256}))
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
+
+
+def write_set(folder: Path, inputs: dict[str, np.ndarray]) -> None:
+    """One input set as the runner reads it: <input>.npy per input, in the dtypes MNN takes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in inputs.items():
+        np.save(folder / f"{name.replace('/', '_')}.npy", array.astype(_RUNNER_DTYPES.get(str(array.dtype), array.dtype)))
 
 
 def read_outputs(folder: Path) -> dict[str, np.ndarray]:

@@ -62,10 +62,14 @@ def load_file(spec: TensorSpec) -> np.ndarray:
     return array
 
 
-def draw_inputs(task: Task, set_name: str = "timing") -> dict[str, np.ndarray]:
+def draw_inputs(task: Task, set_name: str = "timing", seed: int | None = None) -> dict[str, np.ndarray]:
     """One named set of inputs. The "timing" set uses the task's own seed; the "edge" set
-    draws from each input's check_draw where the spec gives one."""
-    rng = np.random.default_rng(task.seed if set_name == "timing" else _set_seed(task, set_name))
+    draws from each input's check_draw where the spec gives one. With `seed`, the same
+    distributions drawn afresh (the judge's draws made per evaluation)."""
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+    else:
+        rng = np.random.default_rng(task.seed if set_name == "timing" else _set_seed(task, set_name))
     inputs = {}
     for spec in task.inputs:
         if set_name == "edge" and spec.check_draw:

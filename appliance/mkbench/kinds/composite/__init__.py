@@ -67,8 +67,11 @@ class Composite(Kind):
     def build(self, task: Task, source: str, target: str, worker: str, settings: settings_module.Settings) -> BuiltCandidate:
         # The converter runs on the host whatever the device; the device runs the model it makes.
         built = converter_build.build_composite_candidate(source, task.mnn.targets[0][0], settings, worker)
+        # Handing the node to a transform MNN registered (find) is handing it MNN's own rewrite.
+        references = tuple(name for name in built.undefined if name.startswith("MNN::Express::OnnxExtraManager::find("))
         return BuiltCandidate(built.ok, built.reason, built.compiler_output, None, converter=built.converter,
-                              build_id=built.build_id)
+                              build_id=built.build_id, forbidden=built.forbidden, undefined=built.undefined,
+                              flags=built.flags, native_references=references)
 
     def candidate_side(self, task, artifacts, built, folder, settings) -> CandidateSide:
         model, served, failure = _convert_with_candidate(task, artifacts, built, folder, settings)
@@ -117,7 +120,10 @@ def _convert_with_candidate(task: Task, artifacts, built, local: Path, settings:
     converted = [{"op_type": op, "sub_type": None, "served": "candidate", "stage": "converter",
                   "execution_class": "", "class_defined_in": "candidate"} for op in converter_build.served_transforms(served_log)]
     if not converted:
-        return model, [], ("not-exercised", f"MNN's converter never asked the candidate's transform for {onnx_op}")
+        asked = converter_build.served_transforms(served_log, declined=True)
+        why = ("the candidate's transform declined every node it was asked for (returned nothing or the node itself)"
+               if asked else f"MNN's converter never asked the candidate's transform for {onnx_op}")
+        return model, [], ("not-exercised", why)
     return model, converted, None
 
 
@@ -152,7 +158,7 @@ def converter_asks(task: Task, onnx_op: str, settings: settings_module.Settings)
                                env={converter_build.SERVED_LOG_ENV: str(log)})
         except conversion.ConversionError:
             pass  # declining may fail the conversion; the record says whether the transform was asked
-        asked = onnx_op in converter_build.served_transforms(log)
+        asked = onnx_op in converter_build.served_transforms(log, declined=True)
     return (True, "") if asked else (False, f"MNN's converter never hands {onnx_op} to a transform (its front end converts it)")
 
 

@@ -186,7 +186,8 @@ class CpuExecution(Kind):
     def build(self, task: Task, source: str, target: str, worker: str, settings: settings_module.Settings) -> BuiltCandidate:
         built = inject.build_candidate(source, task.mnn.targets, target, worker, settings, REGISTRATION)
         return BuiltCandidate(built.ok, built.reason, built.compiler_output, built.runner,
-                              native_references=built.native_references, build_id=built.build_id)
+                              native_references=built.native_references, build_id=built.build_id,
+                              forbidden=built.forbidden, undefined=built.undefined, flags=built.flags)
 
     def fits(self, task, targets, record, tree_root, settings):
         if all(op in CPU_OP_TYPES and probe.asked(record, "execution", op, sub) for op, sub in targets):

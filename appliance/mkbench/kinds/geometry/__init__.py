@@ -57,7 +57,8 @@ class Geometry(Kind):
             raise ValueError("a geometry computer serves a whole op type: geometry targets have no sub-type")
         built = inject.build_candidate(source, task.mnn.targets, target, worker, settings, REGISTRATION)
         return BuiltCandidate(built.ok, built.reason, built.compiler_output, built.runner,
-                              native_references=built.native_references, build_id=built.build_id)
+                              native_references=built.native_references, build_id=built.build_id,
+                              forbidden=built.forbidden, undefined=built.undefined, flags=built.flags)
 
     def fits(self, task, targets, record, tree_root, settings):
         """Each target the CPU creators never see is computed by a geometry computer."""
