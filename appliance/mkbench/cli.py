@@ -428,11 +428,12 @@ def eval_command(s: settings_module.Settings, task_name: str, kernel_path: str, 
 @main.command()
 @click.argument("device_name", metavar="DEVICE")
 @click.option("--task", "task_names", multiple=True, help="tasks to time (default: a spread of kinds)")
-@click.option("--pairs", default=6, show_default=True, help="native/native pairs per task")
+@click.option("--pairs", default=None, type=int, help="twin runs per task (default: until the interval is within ±3% or the timing budget is spent)")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def selftest(s: settings_module.Settings, device_name: str, task_names: tuple[str, ...], pairs: int, as_json: bool) -> None:
-    """The noise floor: native MNN timed against itself; speedups inside it are parity."""
+def selftest(s: settings_module.Settings, device_name: str, task_names: tuple[str, ...], pairs: int | None, as_json: bool) -> None:
+    """The noise floor: native MNN timed against itself with the judge's own series (evaluations
+    of these tasks on this device then reuse it); speedups whose interval overlaps it are parity."""
     from . import store
     from .devices import get_device
     from .judge import selftest as selftest_module
@@ -453,9 +454,10 @@ def selftest(s: settings_module.Settings, device_name: str, task_names: tuple[st
             continue
         floors.append(floor)
         if not as_json:
-            click.echo(f"{floor.task:<14} native/native {floor.speedup:.3f}  per-pair {floor.low:.3f}-{floor.high:.3f}"
-                       f"  ({floor.median_ms:.3f} ms, {floor.pairs} pairs){'' if floor.reportable else '  [emulated: not reportable]'}")
-    store_noise_floors(store.open_db(s.db_path), device, floors)
+            click.echo(f"{floor.task:<14} native/native {floor.speedup:.3f}  band {floor.low:.3f}-{floor.high:.3f}"
+                       f"  ({floor.median_ms:.4g} ms, {floor.pairs} runs, {floor.stopped_by}, {floor.seconds:.0f} s)"
+                       f"{'' if floor.reportable else '  [emulated: not reportable]'}")
+    store_noise_floors(store.open_db(s.db_path), device, floors, {t.name: t for t in tasks_to_time}, s)
     if as_json:
         echo_json([f.__dict__ for f in floors])
     elif floors:

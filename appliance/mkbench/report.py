@@ -43,12 +43,22 @@ OVERALL = "*"  # the task name of a device's overall noise floor
 # ---------------------------------------------------------------- noise floors
 
 
-def store_noise_floors(db, device, floors: Iterable) -> list[int]:
-    """Store what `mkbench selftest` measured (objects with task, low, high) under the device's id."""
+def store_noise_floors(db, device, floors: Iterable, tasks: dict | None = None, settings=None) -> list[int]:
+    """Store what `mkbench selftest` measured (judge.selftest.NoiseFloor) under the device's id,
+    keyed like the floors evaluations measure (task version and judge settings) when the tasks and
+    settings are given, so an evaluation reuses them."""
     from .devices import store_device
+    from .judge.evaluate import judge_config, settings_key
 
     key = store_device(db, device)
-    return [store_rows.record_noise_floor(db, key, floor.task, floor.low, floor.high) for floor in floors]
+    ids = []
+    for floor in floors:
+        task = (tasks or {}).get(floor.task)
+        judge_key = settings_key(judge_config(task, settings)) if task is not None and settings is not None else None
+        ids.append(store_rows.record_noise_floor(db, key, floor.task, floor.low, floor.high, settings_key=judge_key,
+                                                 task_sha256=task.sha256 if task is not None else None,
+                                                 speedup=floor.speedup, ratios=getattr(floor, "ratios", None)))
+    return ids
 
 
 def noise_floors(db, device_id: str) -> dict[str, tuple[float, float]]:

@@ -87,8 +87,7 @@ def evaluate(task: Task, candidate: str, device: Device, settings: settings_modu
     retries the work); every fault of the candidate becomes a verdict instead.
     """
     stages: dict[str, float] = {}
-    config = task_artifacts.run_settings(task, settings.threads)
-    config = {**config, "sandbox": "bwrap" if settings.sandbox else "off"}
+    config = judge_config(task, settings)
     target = target_of(device)
     kind = kind_of(task)
     seed = evaluation_sets.new_seed()
@@ -162,7 +161,6 @@ class Judging:
         self.bound = None  # () -> ms: the time to move the task's bytes at the device's bandwidth (bounds.py)
         self.floor_runs: set[tuple] = set()  # (label, index) of the runs that measured it
         self.budget = budget  # seconds a timed series may run on beyond MIN_RUNS for precision
-        self.stopped_by = ""
         self.correct: dict = {}  # the verdict's fields once the candidate is judged correct
         self.built, self.flags, self.base, self.converted = built, list(review), base, list(converted)
         self.stages, self.finish = stages, finish
@@ -347,6 +345,10 @@ class Judging:
         if figure is None:
             return self.end("correct", "", **correct)
         bound = self.bound() if self.bound is not None else 0.0
+        if bound and figure.native_median_ms < bounds.SLACK * bound:
+            self.flags.append(f"note: native MNN ran below the bandwidth bound ({figure.native_median_ms:.4g} ms < "
+                              f"{bounds.SLACK} x {bound:.4g} ms): the bound is not applied")
+            bound = 0.0
         if bound and figure.candidate_median_ms < bounds.SLACK * bound:
             first_ms = figure.candidate_median_ms
             done = one_series()  # fresh processes, once more, before anyone believes it
@@ -383,6 +385,12 @@ def _pair_orders(count: int) -> list[tuple[str, str]]:
     """Pairs in a balanced order: each side first equally often."""
     order = timing.balanced_order(count)
     return [tuple(order[i:i + 2]) for i in range(0, len(order), 2)]
+
+
+def judge_config(task: Task, settings: settings_module.Settings) -> dict:
+    """The settings both sides run with (threads, precision, MNN hints) and whether the jail was on:
+    recorded with every verdict, and the key a noise floor is reused under."""
+    return {**task_artifacts.run_settings(task, settings.threads), "sandbox": "bwrap" if settings.sandbox else "off"}
 
 
 def settings_key(config: dict) -> str:
