@@ -1,14 +1,16 @@
 """What one candidate evaluation costs, per kind of kernel, and how noisy the host's timings are.
 
-    python appliance/benchmarks/judge.py                # 3 evaluations per kind + noise floor
-    python appliance/benchmarks/judge.py --pairs 20     # native-vs-native pairs per task (default 20)
+    python appliance/benchmarks/judge.py                # 3 evaluations per kind + two noise floors
+    python appliance/benchmarks/judge.py --pairs 8      # a fixed number of twin runs per floor
 
 Prints the time of each evaluation split into build / convert / deploy / run / compare for one
 example kernel of each kind: a CPU execution (Abs), a geometry computer (Reshape) and a converter
 transform (Softplus, whose "build" is linking a converter with the candidate inside and whose
-"convert" is converting the task with it). Target: under 10 s on 2 cores, build included. Then
-native MNN timed against itself on the host: the speedup must centre on 1.0, and its spread is
-the noise floor a real speedup must clear.
+"convert" is converting the task with it), with the number of timed candidate runs and what
+stopped the series (judge/series.py). The evaluations have no store, so no noise floor is measured
+inside them (a run measures it once per device, task and settings). Then native MNN timed against
+itself on the host with the same series: the speedup must centre on 1.0, and its interval is the
+noise floor a real speedup must clear.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _as_kind(task, kind: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluations", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=None, help="twin runs per floor (default: until precise or the budget)")
     parser.add_argument("--task", action="append", default=None, help="tasks for the noise floor")
     args = parser.parse_args()
     s = settings_module.load()
@@ -54,13 +56,13 @@ def main() -> None:
             verdict = evaluate(task, source + f"\n// evaluation {index}\n" * (index == 0), host, s)
             total = time.monotonic() - started
             stages = "  ".join(f"{k} {v:.2f}s" for k, v in verdict.stage_seconds.items())
-            speedup = f"{verdict.speedup:.3f}" if verdict.speedup else "-"
+            speedup = f"{verdict.speedup:.3f} [{verdict.speedup_low:.3f}-{verdict.speedup_high:.3f}]" if verdict.speedup else "-"
             print(f"{kind} {task_name} evaluation {index + 1}: {verdict.verdict}, total {total:.2f}s  ({stages})  "
-                  f"speedup {speedup}")
+                  f"speedup {speedup}, {verdict.timing_runs} runs ({verdict.timing_stopped_by})", flush=True)
     for name in args.task or ["Softmax", "Exp"]:
         floor = selftest.measure(get_task(name), host, s, pairs=args.pairs)
-        print(f"native vs native, {name}: median ratio {floor.speedup:.3f}, per-pair {floor.low:.3f}-{floor.high:.3f} "
-              f"over {floor.pairs} pairs ({floor.median_ms:.3f} ms per run iteration)")
+        print(f"native vs native, {name}: {floor.speedup:.4f}, band {floor.low:.4f}-{floor.high:.4f} over {floor.pairs} "
+              f"runs ({floor.stopped_by}, {floor.seconds:.1f} s; {floor.median_ms:.4g} ms per iteration)")
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ def evaluate(task: Task, candidate: str, device: Device, settings: settings_modu
                                 {"native": artifacts.mnn_model, "candidate": side.model or artifacts.mnn_model,
                                  "twin": artifacts.mnn_model}, drawn, config, name, local)
         stages["deploy"] = time.monotonic() - started
-        own = (lambda classes: mnn_build.op_functions(native, classes)) if built.runner is not None else None
+        own = ((lambda classes: (mnn_build.op_functions(native, classes), mnn_build.kernel_helpers(native)))
+               if built.runner is not None else None)
         judged = Judging(task, kind.stage, session, artifacts, drawn, built, review, base, side.served, stages, finish,
                          settings.timing_budget, own)
         if db is not None:
@@ -156,7 +157,7 @@ class Judging:
     def __init__(self, task, stage, session: DeviceSession, artifacts, drawn, built, review, base, converted, stages, finish,
                  budget: float, own_functions=None):
         self.task, self.stage, self.session, self.artifacts, self.drawn = task, stage, session, artifacts, drawn
-        self.own_functions = own_functions  # classes -> MNN's kernel functions for their ops (mnn.build.op_functions)
+        self.own_functions = own_functions  # classes -> (MNN's kernel functions for their ops, every kernel helper)
         self.floor = None  # (warmup, iterations) -> (low, high): the device's noise floor for the task (noise_floor)
         self.bound = None  # () -> ms: the time to move the task's bytes at the device's bandwidth (bounds.py)
         self.floor_runs: set[tuple] = set()  # (label, index) of the runs that measured it
@@ -222,8 +223,10 @@ class Judging:
             return ""
         classes = {r.get("execution_class") for r in (native.report or {}).get("served", [])
                    if r.get("execution_class") and _serves_target(self.task, self.stage, r)}
-        own = self.own_functions(classes) if classes else frozenset()
-        called = sorted({name.split("(")[0] for name in self.built.undefined} & own)
+        own, helpers = self.own_functions(classes) if classes else (frozenset(), frozenset())
+        used = {name.split("(")[0] for name in self.built.undefined}
+        called = sorted(used & own)
+        self.flags.extend(f"note: uses MNN's {name}" for name in sorted((used & helpers) - own)[:5])
         if called:
             return (f"calls {', '.join(called[:3])}, MNN's own kernel function for {self.task.operator} "
                     f"(called by {', '.join(sorted(classes))[:80]})")
@@ -232,8 +235,15 @@ class Judging:
     # ------------------------------------------------------------ runs
 
     def deadline(self, native: Run) -> float:
-        """How long a candidate's correctness run may take: SLOWER times native's."""
-        return min(series_module.NATIVE_DEADLINE, max(series_module.MIN_DEADLINE, series_module.SLOWER * native.result.seconds))
+        """How long a candidate's correctness run may take: twice native's whole run (loading,
+        sets, outputs) and SLOWER times native's kernel time in it (every execution of the model:
+        the untimed first one, warm-up, timed, every other set, the recording run), at least
+        MIN_DEADLINE: a slow kernel is judged, a hung one stopped soon."""
+        times = native.times_ms
+        per_run_s = (sorted(times)[len(times) // 2] if times else native.loop_ms) / 1000.0
+        executions = 2 + native.warmup + native.iterations + len(self.drawn.names) - len(self.drawn.timed)
+        seconds = 2.0 * native.result.seconds + series_module.SLOWER * executions * per_run_s
+        return min(series_module.NATIVE_DEADLINE, max(series_module.MIN_DEADLINE, seconds))
 
     def measurements(self) -> list[dict]:
         """Every run as a measurements row: its time per iteration as the judge counted it (native's

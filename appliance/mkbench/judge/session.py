@@ -2,9 +2,9 @@
 and selftest (native against native) share.
 
 Every run has the same shape (mnn/runner/runner.cpp): the runner goes round the timed input sets
-for W + N runs, then runs every other set once, and writes every set's outputs. It runs under the
-guard (mnn/runner/guard.cpp), which times it from outside its process, stops it at the deadline
-and kills whatever it left behind; on the host and under qemu the guard runs inside the candidate
+for W warm-up runs, then N timed runs (or until the guard stops it), then runs every other set once,
+and writes every set's outputs. It runs under the guard (mnn/runner/guard.cpp), which times the
+timed runs from outside the process, stops the run at its deadline and kills whatever it left behind; on the host and under qemu the guard runs inside the candidate
 jail (sandbox.py), with only the run's own output folder writable. Each run gets a fresh output
 folder; each evaluation a fresh working folder.
 """

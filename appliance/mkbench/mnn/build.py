@@ -359,6 +359,12 @@ def op_functions(native: NativeBuild, classes) -> frozenset[str]:
                      if len(table["users"].get(name, [])) <= OWN_FUNCTION_USERS)
 
 
+def kernel_helpers(native: NativeBuild) -> frozenset[str]:
+    """Every free function of MNN's library that some kernel file calls (the helpers a candidate
+    may call and the judge records; op_functions says which of them belong to one op)."""
+    return frozenset(_kernel_function_table(native)["users"])
+
+
 def _kernel_function_table(native: NativeBuild) -> dict:
     """{"classes": class -> kernel members defining its vtable, "calls": member -> MNN free functions
     it calls, "users": function -> kernel members calling it}, from nm, cached as JSON."""
