@@ -370,7 +370,11 @@ class Judging:
             self.flags.append(f"implausible: {first_ms:.4g} ms, re-measured {figure.candidate_median_ms:.4g} ms, where "
                               f"reading the inputs and writing the outputs takes this device at least {bound:.4g} ms")
         if not figure.precise:
-            self.flags.append(f"unstable timing: the speedup's interval {figure.speedup_low:.3f}-{figure.speedup_high:.3f} "
+            # Within ±UNSTABLE the interval's lower bound is what fast_p counts; wider, the device was
+            # too unsteady to trust the figure at all: blocked until measured again.
+            spread = max(figure.speedup_high / figure.speedup - 1.0, 1.0 - figure.speedup_low / figure.speedup)
+            what = "unstable timing" if spread > timing.UNSTABLE else "note: imprecise timing"
+            self.flags.append(f"{what}: the speedup's interval {figure.speedup_low:.3f}-{figure.speedup_high:.3f} "
                               f"is wider than ±{timing.PRECISION:.0%} after {figure.runs} runs ({done.stopped_by})")
         floor = self.floor(warmup, iterations) if self.floor is not None else None
         return self.end("correct", "", native_median_ms=figure.native_median_ms, candidate_median_ms=figure.candidate_median_ms,

@@ -118,7 +118,7 @@ def run_series(session: DeviceSession, runs: list[Run], warmup: int, iterations:
         elif len(charged) >= max_runs:
             series.stopped_by = f"{max_runs} runs"
         elif time.monotonic() >= budget_ends:
-            series.stopped_by = f"the {budget:.0f} s budget"
+            series.stopped_by = f"the {budget:g} s budget"
         else:
             continue
         return series

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 IMPLAUSIBLE_SPEEDUP = 10.0  # above this, a speedup is re-measured in a fresh process and flagged (KernelBench's bound)
 PRECISION = 0.03  # the judge stops adding runs once the 95% interval is within ±3% of the speedup
+UNSTABLE = 0.10  # an interval wider than ±10% when the series ends blocks the kernel (`unstable timing`)
 CONFIDENCE = 0.95
 FIXED_SLACK = 1.25  # a candidate's time outside its loop may exceed native's largest by 25% and SLACK_MS uncharged
 SLACK_MS = 20.0
