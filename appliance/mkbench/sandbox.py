@@ -4,19 +4,22 @@ under qemu, candidate converters, and imported task files.
     jail = Jail(writable=(out,), readable=(workdir,), cpu_seconds=120)
     wrapped = wrap(argv, jail, cwd=workdir)        # argv, env: run them with subprocess as usual
 
-Built on Debian's bubblewrap (`bwrap`), started through `prlimit` (process limits) and, when mkbench
-runs as root, `setpriv` (an unprivileged uid: root would ignore the process limit and could raise
-the others back). Inside: new user, mount, PID, network, IPC, UTS and cgroup namespaces; the
-system folders (/usr, /lib*, /bin, /sbin, /etc) read-only; a fresh /tmp, /proc and /dev; the
-`readable` paths read-only and the `writable` ones read-write, at their own paths; nothing else of
-the machine (no MKBENCH_HOME: no references, no database, no other candidate); a network namespace
-with only a loopback of its own; a scrubbed environment. `--die-with-parent` and the PID namespace
-mean a timeout (the caller kills bwrap) or the harness dying leaves no process behind.
+Built on Debian's bubblewrap (`bwrap`), started through `prlimit` (process limits). Inside: new
+mount, PID, network, IPC, UTS and cgroup namespaces; the system folders (/usr, /lib*, /bin, /sbin,
+/etc) read-only; a fresh /tmp, /proc and /dev; the `readable` paths read-only and the `writable`
+ones read-write, at their own paths; nothing else of the machine (no MKBENCH_HOME: no references,
+no database, no other candidate); a network namespace with only a loopback of its own; a scrubbed
+environment. `--die-with-parent` and the PID namespace mean a timeout (the caller kills bwrap) or
+the harness dying leaves no process behind.
 
-It needs unprivileged user namespaces (`kernel.unprivileged_userns_clone`, on by default in Debian
-and Ubuntu). In a container, Docker's default seccomp profile refuses them: run the appliance with
-`--privileged`, or with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined`.
-Where that is impossible, MKBENCH_SANDBOX=off judges without the jail, and every verdict records it.
+Who the program runs as: when mkbench runs as root, bwrap sets the jail up as root (so the paths
+it binds may lie under /root) and `setpriv` inside it becomes the unprivileged `nobody` with no
+capabilities before the program starts (root would ignore the process limit and could raise the
+others back; an unprivileged host uid cannot). For that, bwrap needs CAP_SYS_ADMIN: in a container,
+`--privileged`, or `--cap-add SYS_ADMIN` with `--security-opt seccomp=unconfined` (and
+`apparmor=unconfined` where AppArmor confines containers). Run as another user, mkbench uses
+bwrap's unprivileged user namespaces instead (on by default in Debian and Ubuntu).
+Where neither is possible, MKBENCH_SANDBOX=off judges without the jail, and every verdict records it.
 """
 
 from __future__ import annotations
@@ -68,11 +71,12 @@ def wrap(argv: list[str], jail: Jail, cwd: str | Path, enabled: bool = True) -> 
     if problem:
         raise SandboxUnavailable(problem)
     _own(jail.writable)
-    command = [*_limits(jail), *_unprivileged()]
-    command += ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    command = [*_limits(jail), "bwrap", *_namespaces(), "--die-with-parent", "--new-session",
+               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for folder in SYSTEM_DIRS:
         command += ["--ro-bind-try", folder, folder]
+    for folder in _ancestors([*jail.readable, *jail.writable]):  # traversable, whatever the host's modes
+        command += ["--perms", "0755", "--dir", folder]
     for path in jail.readable:
         command += ["--ro-bind", str(path), str(path)]
     for path in jail.writable:
@@ -81,7 +85,39 @@ def wrap(argv: list[str], jail: Jail, cwd: str | Path, enabled: bool = True) -> 
                 "--setenv", "LANG", "C.UTF-8"]
     for name, value in jail.env:
         command += ["--setenv", name, value]
-    return Wrapped([*command, "--", *argv], {"PATH": PATH})
+    return Wrapped([*command, "--", *_unprivileged(), *argv], {"PATH": PATH})
+
+
+def command_wrapper(jail: Jail, enabled: bool = True):
+    """`wrap` for toolbox.BuildLog.run: (argv, cwd, env) -> (argv, env), in the jail; the caller's
+    CCACHE_* variables go in with it (a jailed compile still uses the cache it is given)."""
+    def wrapper(argv, cwd, env):
+        if not enabled:
+            return argv, env
+        extra = tuple((k, v) for k, v in env.items() if k.startswith("CCACHE_"))
+        wrapped = wrap(argv, Jail(jail.writable, jail.readable, (*extra, *jail.env), jail.cpu_seconds, jail.memory_bytes,
+                                  jail.file_bytes, jail.processes), cwd)
+        return wrapped.argv, wrapped.env
+    return wrapper
+
+
+def _namespaces() -> list[str]:
+    if os.geteuid() == 0:  # root sets the jail up itself; setpriv then drops to nobody inside it
+        return ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return ["--unshare-all"]  # an unprivileged user: bwrap's own user namespace
+
+
+def _ancestors(paths) -> list[str]:
+    """Every folder above the given paths that no system folder covers, top first."""
+    found: dict[str, None] = {}
+    for path in paths:
+        parts = Path(path).parts
+        for depth in range(2, len(parts)):
+            folder = str(Path(*parts[:depth]))
+            if not folder.startswith(SYSTEM_DIRS):
+                found[folder] = None
+    return list(found)
 
 
 def _limits(jail: Jail) -> list[str]:
@@ -93,7 +129,8 @@ def _limits(jail: Jail) -> list[str]:
 def _unprivileged() -> list[str]:
     if os.geteuid() != 0:
         return []
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--"]
 
 
 def _own(paths) -> None:
@@ -117,8 +154,8 @@ def unavailable() -> str:
     for tool in ("bwrap", "prlimit", *(["setpriv"] if os.geteuid() == 0 else [])):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install bubblewrap util-linux): the candidate sandbox needs it"
-    probe = [*_limits(Jail()), *_unprivileged(), "bwrap", "--unshare-all", "--die-with-parent",
-             *[a for folder in SYSTEM_DIRS for a in ("--ro-bind-try", folder, folder)], "--", "true"]
+    probe = [*_limits(Jail()), "bwrap", *_namespaces(), "--die-with-parent",
+             *[a for folder in SYSTEM_DIRS for a in ("--ro-bind-try", folder, folder)], "--", *_unprivileged(), "true"]
     try:
         result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as error:
@@ -126,6 +163,6 @@ def unavailable() -> str:
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
         return (f"the candidate sandbox does not start ({last}): in a container, run it with --privileged or "
-                "--security-opt seccomp=unconfined --security-opt apparmor=unconfined; or set MKBENCH_SANDBOX=off "
-                "to judge without it (every verdict then records that)")
+                "--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined; or set "
+                "MKBENCH_SANDBOX=off to judge without it (every verdict then records that)")
     return ""
