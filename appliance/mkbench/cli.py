@@ -57,9 +57,9 @@ def tasks() -> None:
 
 
 def _load_tasks(s: settings_module.Settings, suite: str, names: tuple[str, ...] = (), category: str | None = None):
-    from .tasks import all_tasks
+    from .tasks import all_tasks, task_roots
 
-    found, errors = all_tasks(None if suite == "all" else suite, s.tasks_dir)
+    found, errors = all_tasks(None if suite == "all" else suite, task_roots(s))
     for error in errors:
         click.echo(f"mkbench: bad task file: {error}", err=True)
     if names:
@@ -140,10 +140,10 @@ def tasks_validate(s: settings_module.Settings, names: tuple[str, ...], suite: s
 @click.pass_obj
 def tasks_show(s: settings_module.Settings, name: str) -> None:
     """One task: its spec, its PyTorch module and its MNN target."""
-    from .tasks import TaskError, get_task
+    from .tasks import TaskError, get_task, task_roots
 
     try:
-        task = get_task(name, s.tasks_dir)
+        task = get_task(name, task_roots(s))
     except TaskError as error:
         fail(str(error))
     click.echo(task.path.read_text())
@@ -403,10 +403,10 @@ def eval_command(s: settings_module.Settings, task_name: str, kernel_path: str, 
     from . import store
     from .devices import get_device
     from .judge.evaluate import evaluate
-    from .tasks import TaskError, get_task
+    from .tasks import TaskError, get_task, task_roots
 
     try:
-        task = get_task(task_name, s.tasks_dir)
+        task = get_task(task_name, task_roots(s))
         source = Path(kernel_path).read_text()
         device = get_device(device_name, s)
         db = store.open_db(s.db_path)
@@ -437,11 +437,11 @@ def selftest(s: settings_module.Settings, device_name: str, task_names: tuple[st
     from .devices import get_device
     from .judge import selftest as selftest_module
     from .report import store_noise_floors
-    from .tasks import TaskError, get_task
+    from .tasks import TaskError, get_task, task_roots
 
     try:
         device = get_device(device_name, s)
-        tasks_to_time = [get_task(n, s.tasks_dir) for n in (task_names or selftest_module.DEFAULT_TASKS)]
+        tasks_to_time = [get_task(n, task_roots(s)) for n in (task_names or selftest_module.DEFAULT_TASKS)]
     except (TaskError, LookupError) as error:
         fail(str(error))
     floors = []
