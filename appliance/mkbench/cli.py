@@ -152,20 +152,24 @@ def tasks_show(s: settings_module.Settings, name: str) -> None:
 @tasks.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="where the tasks are written  [default: the tasks folder's imported/]")
+              help="where the tasks are written  [default: MKBENCH_HOME/tasks/imported, where `mkbench tasks` finds them]")
 @click.option("--timeout", default=120.0, show_default=True, help="seconds one file may take to build, run and export")
 @click.option("--workers", default=1, show_default=True, help="files imported at once")
 @click.pass_obj
 def tasks_import(s: settings_module.Settings, paths: tuple[str, ...], out_dir: str | None, timeout: float, workers: int) -> None:
-    """Import task files in KernelBench's format (a file, a folder of them, or a folder of category folders)."""
+    """Import task files in KernelBench's format (a file, a folder of them, or a folder of category folders).
+
+    A file's category is its folder's name when that is one of the paper's categories
+    (Activation/Celu.py), else Imported. Each file runs in the candidates' sandbox: no network,
+    nothing writable but its own folder."""
     from pathlib import Path
 
+    from .sandbox import SandboxUnavailable
     from .tasks.kernelbench import TorchMissing, import_files
 
     try:
-        results = import_files([Path(p) for p in paths], Path(out_dir) if out_dir else s.tasks_dir / "imported",
-                               timeout, workers)
-    except TorchMissing as error:
+        results = import_files([Path(p) for p in paths], s, Path(out_dir) if out_dir else None, timeout, workers)
+    except (TorchMissing, SandboxUnavailable) as error:
         fail(str(error))
     for result in results:
         click.echo(result.line)
