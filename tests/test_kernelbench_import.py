@@ -419,3 +419,19 @@ def test_a_file_that_reaches_out_during_import_gets_nowhere(tmp_path, settings, 
         assert connections == [] and reached == []
     else:
         assert connections and set(reached) == set(markers)
+
+
+@needs_torch
+def test_a_file_that_leaves_a_link_for_the_importer_to_read_is_refused(tmp_path, settings):
+    """The parent reads the child's files as root: one swapped for a link at exit is not followed."""
+    path = tmp_path / "Linked.py"
+    path.write_text("import atexit\nimport os\n\n" + textwrap.dedent("""\
+        def swap():
+            os.remove("outputs.npz")
+            os.symlink("/etc/hostname", "outputs.npz")
+
+
+        atexit.register(swap)
+        """) + BUILT_IN["Abs"].torch_module)
+    (result,) = import_files([path], settings, tmp_path / "out")
+    assert result.line == f"{path}: the import process left outputs.npz as something other than a plain file"

@@ -66,6 +66,7 @@ PAPER_CATEGORIES = ("Unary", "Binary", "Trigonometry", "Activation", "Normalizat
                     "Matrix", "Reduction", "Tensor", "Logic", "Others")
 TORCH_MISSING = "torch is not installed: pip install 'mkbench[torch]' (CPU build) to import task files"
 CHILD_TORCH_MISSING = 3  # kernelbench_child's exit status when torch cannot be imported
+CHILD_FILES = ("result.json", "model.onnx", "inputs.npz", "outputs.npz")  # what the child writes, and we read
 
 # Tolerances as tasks/tools/from_paper_tasks.py gives the paper's tasks.
 EXACT = {"Abs", "Neg", "Ceil", "Floor", "Round", "Sign", "Relu", "Max", "Min", "MaxPool", "ReduceMax", "ReduceMin",
@@ -239,6 +240,9 @@ def run_child(path: Path, work: Path, timeout: float, settings: settings_module.
             raise NotImported(f"module did not return within {timeout:g} s") from None
     if process.returncode == CHILD_TORCH_MISSING:
         raise TorchMissing(TORCH_MISSING)
+    for made in (out / name for name in CHILD_FILES):  # read as root from here on: a link could point anywhere
+        if made.is_symlink() or (made.exists() and not made.is_file()):
+            raise NotImported(f"the import process left {made.name} as something other than a plain file")
     result_path = out / "result.json"
     if process.returncode != 0 or not result_path.is_file():
         last = log.read_bytes()[-2000:].decode(errors="replace").strip().splitlines()[-1:] or ["no output"]

@@ -2,13 +2,15 @@
 
     python -m mkbench.tasks.kernelbench_child FILE OUT_DIR
 
-The file is code from outside, so it runs here, in a process of its own that the parent
-kills on its time limit, never in mkbench's process. Steps: exec the file; seed torch with
+The file is code from outside, so it runs here, in a process of its own in the candidates'
+jail (see kernelbench.child_jail), which the parent kills on its time limit, never in mkbench's
+process. Steps: exec the file; seed torch with
 0 and build Model(*get_init_inputs()).eval(); seed with 0 again and call get_inputs();
 run forward; export to ONNX at opset 20 with the TorchScript-based exporter, falling back
 to the torch.export-based one (needs onnxscript) where the first fails. It writes into
-OUT_DIR: model.onnx, inputs.npz and outputs.npz (by name, in order) and result.json:
-{"ok": true, ...} or {"ok": false, "error": "<one line>"}.
+OUT_DIR: model.onnx, inputs.npz and outputs.npz (by name, in order; the outputs are y, or
+y0, y1, ..., unless forward's inputs take those names) and result.json: {"ok": true, ...} or
+{"ok": false, "error": "<one line>"}.
 
 It also tries to read each input's distribution from get_inputs' source (see
 `recognise_draws`) and proves the reading by replaying it: the draws, evaluated with torch
