@@ -4,16 +4,24 @@ Good files are the paper tasks' own modules ([torch] of Abs, Softmax, Dense_Conv
 MatMul), laid out as a folder of category folders, plus one whose inputs cannot be read
 from its source (they are stored); the tasks produced must match the built-in paper tasks
 in operator, attributes, shapes, draws and tolerance. Broken files (syntax error, no
-get_inputs, wrong arity, several nodes, a forward that never returns) each get a one-line
-error while the others still import; importing again gives byte-identical files; without
-torch the command says so in one line.
+get_inputs, wrong arity, no single operator, a forward that never returns, a package this
+machine lacks) each get a one-line error while the others still import; importing again gives
+byte-identical files; without torch the command says so in one line. A file imported by itself
+takes its folder's category and lands in the data folder, where `mkbench tasks` finds it. A
+file that reaches for the network or writes outside its folder while it is imported gets
+nowhere (the same file outside the jail does both), and the files beside it still import.
+Every published file of the paper, imported and compared with its built-in twin:
+test_kernelbench_published.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +32,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from mkbench.cli import main
+from mkbench.run.config import RunConfig, select_tasks
+from mkbench.tasks import get_task, task_roots
 from mkbench.tasks.kernelbench import SMALL_CONSTANT, import_files
 from mkbench.tasks.model import build_model, draw_inputs, reference_outputs
 from mkbench.tasks.spec import load_suite, load_task
@@ -61,10 +71,10 @@ BROKEN = {
         def get_init_inputs():
             return []
         """),
-    "several_nodes.py": HEADER + textwrap.dedent("""\
+    "no_single_operator.py": HEADER + textwrap.dedent("""\
         class Model(nn.Module):
             def forward(self, x):
-                return torch.relu(x) * 2.0 + 1.0
+                return torch.relu(x) + torch.sigmoid(x)
 
 
         def get_inputs():
@@ -157,7 +167,9 @@ def test_each_file_gets_one_line_and_broken_ones_do_not_stop_the_others(files, i
     assert lines["syntax_error.py"].endswith(": syntax error at line 5: invalid syntax")
     assert lines["no_get_inputs.py"].endswith(": missing get_inputs()")
     assert lines["wrong_arity.py"].endswith(": get_inputs() returns 1 tensors but Model.forward takes 2")
-    assert "the export is 3 nodes (Relu, Mul, Add), not a single operator node" in lines["several_nodes.py"]
+    assert lines["no_single_operator.py"].endswith(
+        ": the export has 3 nodes computing on the inputs (Relu, Sigmoid, Add) and no single operator doing the work "
+        "(Relu, Sigmoid): a kernel would not know what it replaces")
     for name in BROKEN:
         assert lines[name].startswith(str(files / "broken" / name) + ": ")
     assert not (out / "Imported").exists() or not list((out / "Imported").glob("*.toml"))
@@ -219,10 +231,10 @@ def test_inputs_that_cannot_be_read_are_stored(files, imported):
 
 
 @needs_torch
-def test_importing_again_gives_byte_identical_files(files, imported):
+def test_importing_again_gives_byte_identical_files(files, imported, settings):
     out, _ = imported
     again = files / "again"
-    results = import_files([files / "tasks"], again, workers=2)
+    results = import_files([files / "tasks"], settings, again, workers=2)
     assert all(r.ok for r in results), [r.line for r in results]
     first = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     second = sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
@@ -232,11 +244,24 @@ def test_importing_again_gives_byte_identical_files(files, imported):
 
 
 @needs_torch
-def test_a_module_that_never_returns_is_stopped(files):
+def test_a_module_that_never_returns_is_stopped_with_its_whole_jail(files, settings):
     start = time.monotonic()
-    (result,) = import_files([files / "forever.py"], files / "out-forever", timeout=5)
+    (result,) = import_files([files / "forever.py"], settings, files / "out-forever", timeout=5)
     assert time.monotonic() - start < 30
     assert result.line == f"{files / 'forever.py'}: module did not return within 5 s"
+    time.sleep(1)  # the jail's processes die with bwrap (--die-with-parent), not necessarily at once
+    assert not [pid for pid, line in processes() if "kernelbench_child" in line and "forever.py" in line]
+
+
+def processes() -> list[tuple[int, str]]:
+    """(pid, command line) of every process of this machine."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")))
+        except (ValueError, OSError):
+            continue
+    return found
 
 
 def test_without_torch_the_command_says_so_in_one_line(tmp_path):
@@ -254,3 +279,159 @@ def test_without_torch_the_command_says_so_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "mkbench: torch is not installed: pip install 'mkbench[torch]' (CPU build) to import task files"]
     assert not (tmp_path / "out").exists()
+
+
+def module(forward: str, inputs: str, args: str = "x") -> str:
+    """A KernelBench-format file: forward(self, <args>) returns <forward>; get_inputs returns [<inputs>]."""
+    return HEADER + textwrap.dedent(f"""\
+        class Model(nn.Module):
+            def forward(self, {args}):
+                return {forward}
+
+
+        def get_inputs():
+            return [{inputs}]
+
+
+        def get_init_inputs():
+            return []
+        """)
+
+
+@needs_torch
+def test_a_file_by_itself_takes_its_folders_category_and_lands_where_tasks_are_found(files, settings):
+    (files / "loose").mkdir(exist_ok=True)
+    (files / "loose" / "Abs.py").write_text(BUILT_IN["Abs"].torch_module)
+    result = CliRunner().invoke(main, ["tasks", "import", str(files / "tasks" / "Activation" / "Softmax.py"),
+                                       str(files / "loose" / "Abs.py")])
+    assert result.exit_code == 0, result.output
+    imported = settings.home / "tasks" / "imported"
+    assert (imported / "Activation" / "Softmax.toml").is_file()  # the folder is one of the paper's categories
+    assert (imported / "Imported" / "Abs.toml").is_file()  # "loose" is not
+    assert not (Path(__file__).resolve().parents[1] / "tasks" / "imported").exists()  # nothing in the source tree
+
+    listed = CliRunner().invoke(main, ["tasks", "list", "--suite", "imported", "--json"])
+    assert sorted((r["name"], r["category"]) for r in json.loads(listed.output)) == [("Abs", "Imported"), ("Softmax", "Activation")]
+    assert get_task("imported:Softmax", task_roots(settings)).path == imported / "Activation" / "Softmax.toml"
+    assert get_task("Softmax", task_roots(settings)).suite == "paper"  # the built-in one first
+    config = dataclasses.replace(RunConfig(), suite="imported", tasks=("Softmax",))
+    assert [(t.suite, t.name) for t in select_tasks(config, settings)] == [("imported", "Softmax")]
+
+
+@needs_torch
+def test_forward_inputs_named_like_the_output_are_kept(tmp_path, settings):
+    """KernelBench's files often take forward(self, x, y): the graph's output must not be named y
+    (Mul_bcast lost its y; BitwiseOr, exported by torch.export, named two tensors y)."""
+    (tmp_path / "Binary").mkdir()
+    (tmp_path / "Binary" / "Mul_xy.py").write_text(module("torch.mul(x, y)", "torch.randn(8, 64, 64), torch.randn(64)", "x, y"))
+    (tmp_path / "Binary" / "BitwiseOr_xy.py").write_text(module(
+        "torch.bitwise_or(x, y)", "torch.randint(0, 256, (8, 16), dtype=torch.int32), "
+                                  "torch.randint(0, 256, (8, 16), dtype=torch.int32)", "x, y"))
+    results = import_files([tmp_path / "Binary"], settings, tmp_path / "out", workers=2)
+    assert all(r.ok for r in results), [r.line for r in results]
+    for result, op in zip(results, ["BitwiseOr", "Mul"]):
+        task = load_task(result.task_path)
+        assert [i.name for i in task.inputs] == ["x", "y"] and task.category == "Binary"
+        assert [(n.op, n.inputs) for n in task.nodes] == [(op, ("x", "y"))]
+        assert [o.name for o in task.outputs] == ["out"]
+
+
+@needs_torch
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed here")
+def test_a_file_that_needs_a_package_this_machine_lacks_is_refused_in_one_line(tmp_path, settings):
+    path = tmp_path / "ROIAlign.py"
+    path.write_text("import torchvision\n" + BUILT_IN["Abs"].torch_module)
+    (result,) = import_files([path], settings, tmp_path / "out")
+    assert result.line == (f"{path}: the file needs the Python package torchvision, which is not installed here "
+                           "(No module named 'torchvision')")
+
+
+ESCAPING = HEADER + textwrap.dedent("""\
+    import socket
+    from pathlib import Path
+
+    HOST, PORT, MARKERS = {host!r}, {port}, {markers!r}
+
+
+    def escape():
+        try:
+            with socket.create_connection((HOST, PORT), timeout=2) as connection:
+                connection.sendall(b"out")
+        except OSError:
+            pass
+        for marker in MARKERS:
+            try:
+                Path(marker).parent.mkdir(parents=True, exist_ok=True)
+                Path(marker).write_text("out")
+            except OSError:
+                pass
+
+
+    class Model(nn.Module):
+        def forward(self, x):
+            escape()
+            return torch.relu(x)
+
+
+    def get_inputs():
+        escape()
+        return [torch.randn(4, 8)]
+
+
+    def get_init_inputs():
+        return []
+    """)
+
+
+@needs_torch
+@pytest.mark.parametrize("jailed", [True, False], ids=["jailed", "unjailed"])
+def test_a_file_that_reaches_out_during_import_gets_nowhere(tmp_path, settings, jailed):
+    """The file connects to a server on this machine's loopback and writes beside itself, into
+    /tmp, into the home folder and into MKBENCH_HOME. In the jail none of it arrives and the
+    file beside it still imports; unjailed (MKBENCH_SANDBOX=off), all of it does, which shows
+    the probes work."""
+    tag = os.urandom(6).hex()
+    markers = [tmp_path / "tasks" / f"beside-{tag}", Path("/tmp") / f"mkbench-escape-{tag}",
+               Path.home() / f".mkbench-escape-{tag}", settings.home / f"escape-{tag}"]
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        (tmp_path / "tasks").mkdir()
+        (tmp_path / "tasks" / "Escaping.py").write_text(ESCAPING.format(host="127.0.0.1", port=server.getsockname()[1],
+                                                                       markers=[str(m) for m in markers]))
+        (tmp_path / "tasks" / "Abs.py").write_text(BUILT_IN["Abs"].torch_module)
+        try:
+            results = import_files([tmp_path / "tasks"], dataclasses.replace(settings, sandbox=jailed),
+                                   tmp_path / "out", workers=2)
+            connections = []
+            while True:
+                try:
+                    connections.append(server.accept()[0].recv(16))
+                except TimeoutError:
+                    break
+            reached = [m for m in markers if m.exists()]
+        finally:
+            for marker in markers:
+                marker.unlink(missing_ok=True)
+    assert all(r.ok for r in results), [r.line for r in results]  # Abs beside it imports
+    if jailed:
+        assert connections == [] and reached == []
+    else:
+        assert connections and set(reached) == set(markers)
+
+
+@needs_torch
+def test_a_file_that_leaves_a_link_for_the_importer_to_read_is_refused(tmp_path, settings):
+    """The parent reads the child's files as root: one swapped for a link at exit is not followed."""
+    path = tmp_path / "Linked.py"
+    path.write_text("import atexit\nimport os\n\n" + textwrap.dedent("""\
+        def swap():
+            os.remove("outputs.npz")
+            os.symlink("/etc/hostname", "outputs.npz")
+
+
+        atexit.register(swap)
+        """) + BUILT_IN["Abs"].torch_module)
+    (result,) = import_files([path], settings, tmp_path / "out")
+    assert result.line == f"{path}: the import process left outputs.npz as something other than a plain file"

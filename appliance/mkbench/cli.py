@@ -57,9 +57,9 @@ def tasks() -> None:
 
 
 def _load_tasks(s: settings_module.Settings, suite: str, names: tuple[str, ...] = (), category: str | None = None):
-    from .tasks import all_tasks
+    from .tasks import all_tasks, task_roots
 
-    found, errors = all_tasks(None if suite == "all" else suite, s.tasks_dir)
+    found, errors = all_tasks(None if suite == "all" else suite, task_roots(s))
     for error in errors:
         click.echo(f"mkbench: bad task file: {error}", err=True)
     if names:
@@ -140,10 +140,10 @@ def tasks_validate(s: settings_module.Settings, names: tuple[str, ...], suite: s
 @click.pass_obj
 def tasks_show(s: settings_module.Settings, name: str) -> None:
     """One task: its spec, its PyTorch module and its MNN target."""
-    from .tasks import TaskError, get_task
+    from .tasks import TaskError, get_task, task_roots
 
     try:
-        task = get_task(name, s.tasks_dir)
+        task = get_task(name, task_roots(s))
     except TaskError as error:
         fail(str(error))
     click.echo(task.path.read_text())
@@ -152,20 +152,24 @@ def tasks_show(s: settings_module.Settings, name: str) -> None:
 @tasks.command("import")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="where the tasks are written  [default: the tasks folder's imported/]")
+              help="where the tasks are written  [default: MKBENCH_HOME/tasks/imported, where `mkbench tasks` finds them]")
 @click.option("--timeout", default=120.0, show_default=True, help="seconds one file may take to build, run and export")
 @click.option("--workers", default=1, show_default=True, help="files imported at once")
 @click.pass_obj
 def tasks_import(s: settings_module.Settings, paths: tuple[str, ...], out_dir: str | None, timeout: float, workers: int) -> None:
-    """Import task files in KernelBench's format (a file, a folder of them, or a folder of category folders)."""
+    """Import task files in KernelBench's format (a file, a folder of them, or a folder of category folders).
+
+    A file's category is its folder's name when that is one of the paper's categories
+    (Activation/Celu.py), else Imported. Each file runs in the candidates' sandbox: no network,
+    nothing writable but its own folder."""
     from pathlib import Path
 
+    from .sandbox import SandboxUnavailable
     from .tasks.kernelbench import TorchMissing, import_files
 
     try:
-        results = import_files([Path(p) for p in paths], Path(out_dir) if out_dir else s.tasks_dir / "imported",
-                               timeout, workers)
-    except TorchMissing as error:
+        results = import_files([Path(p) for p in paths], s, Path(out_dir) if out_dir else None, timeout, workers)
+    except (TorchMissing, SandboxUnavailable) as error:
         fail(str(error))
     for result in results:
         click.echo(result.line)
@@ -403,10 +407,10 @@ def eval_command(s: settings_module.Settings, task_name: str, kernel_path: str, 
     from . import store
     from .devices import get_device
     from .judge.evaluate import evaluate
-    from .tasks import TaskError, get_task
+    from .tasks import TaskError, get_task, task_roots
 
     try:
-        task = get_task(task_name, s.tasks_dir)
+        task = get_task(task_name, task_roots(s))
         source = Path(kernel_path).read_text()
         device = get_device(device_name, s)
         db = store.open_db(s.db_path)
@@ -438,11 +442,11 @@ def selftest(s: settings_module.Settings, device_name: str, task_names: tuple[st
     from .devices import get_device
     from .judge import selftest as selftest_module
     from .report import store_noise_floors
-    from .tasks import TaskError, get_task
+    from .tasks import TaskError, get_task, task_roots
 
     try:
         device = get_device(device_name, s)
-        tasks_to_time = [get_task(n, s.tasks_dir) for n in (task_names or selftest_module.DEFAULT_TASKS)]
+        tasks_to_time = [get_task(n, task_roots(s)) for n in (task_names or selftest_module.DEFAULT_TASKS)]
     except (TaskError, LookupError) as error:
         fail(str(error))
     floors = []

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from .. import settings as settings_module
 from ..agents import MODES, Budget, Generator
 from ..devices import list_devices
-from ..tasks import Task, all_tasks
+from ..tasks import Task, all_tasks, task_roots
 
 SMOKE = (
     "Sin",  # Trigonometry, cpu-execution, [16, 32, 32]
@@ -158,7 +158,7 @@ def _words(value) -> tuple[str, ...]:
 
 def select_tasks(config: RunConfig, settings: settings_module.Settings) -> list[Task]:
     """The judgeable tasks a config selects, in suite order; raises RunError naming what is wrong."""
-    suite, errors = all_tasks(None if config.suite == "all" else config.suite, settings.tasks_dir)
+    suite, errors = all_tasks(None if config.suite == "all" else config.suite, task_roots(settings))
     by_name = {t.name: t for t in suite}
     if config.tasks == ("all",):
         chosen = [t for t in suite if judgeable(t)]

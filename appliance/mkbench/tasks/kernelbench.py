@@ -2,19 +2,25 @@
 become mkbench tasks.
 
 A task file is Python: `class Model(nn.Module)`, `get_inputs()` and `get_init_inputs()`.
-PATH may be such a file, a folder of them (category "Imported"), or a folder of category
-folders (the category is the folder's name). Each file runs in a child process
-(kernelbench_child.py) with a time limit: it is code from outside, and nothing of it runs in
-mkbench's own process. The child seeds torch, builds and runs the module, and exports it to
-ONNX at opset 20; here the export must be a single operator node (Constant nodes aside),
-onnx's ReferenceEvaluator must agree with PyTorch on the file's own inputs within the
-task's tolerance, and then `<out_dir>/<category>/<name>.toml` is written with
-suite = "imported" and source = "<file> sha256:<hex>" (the file as named under PATH).
+PATH may be such a file, a folder of them, or a folder of category folders (the category is the
+folder's name). A file's category is the folder it is in when that folder is one of the
+paper's categories (`Activation/Celu.py`), else "Imported". Tasks are written into the data
+folder, `MKBENCH_HOME/tasks/imported/<category>/<name>.toml` (where `mkbench tasks` finds them
+beside the built-in suites), with suite = "imported" and source = "<file> sha256:<hex>".
+
+A task file is code from outside. Each one runs in a child process (kernelbench_child.py) in
+the jail candidates run in (sandbox.py): no network, nothing of the machine writable but the
+child's own folder, nothing readable but a copy of the file, the Python installation and
+mkbench's package; a time limit kills the whole jail. Nothing of it runs in mkbench's own
+process. The child seeds torch, builds and runs the module, and exports it to ONNX at opset 20.
+Here the export becomes the task's graph (kernelbench_graph.py: its nodes, the op a kernel
+replaces, and exactly what is normalised), onnx's ReferenceEvaluator must agree with PyTorch on
+the file's own inputs within the task's tolerance, and then the spec is written.
 
 What the spec records, and how honestly:
-- the node, its attributes and the shapes are the export's; the module source is kept as
+- the nodes, their attributes and the shapes are the export's; the module source is kept as
   [torch] module, the problem as the LLM sees it;
-- weights and other constant inputs of the node are the module's own (seeded): at most
+- weights and other constant inputs of the nodes are the module's own (seeded): at most
   SMALL_CONSTANT elements as a `value`, larger ones as .npy data files beside the spec,
   `file = "<name>.<tensor>.npy"` with the file's `sha256` (spec.py's extension for imports);
 - an input's distribution cannot be known from a file in general. Where get_inputs is
@@ -45,15 +51,22 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import sandbox
+from .. import settings as settings_module
+from . import data_tasks_dir
 from . import draw as draw_module
+from .kernelbench_graph import OPSET, NotImported, task_graph
 from .spec import DTYPES, load_task
 
-OPSET = 20
 SMALL_CONSTANT = 16  # elements: written as `value`; larger constants go to data files
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_CATEGORY = "Imported"
+# The paper's categories (/work/shared/PAPER-TASKS.md): a file's folder named so is its category.
+PAPER_CATEGORIES = ("Unary", "Binary", "Trigonometry", "Activation", "Normalization", "Pooling", "Convolution",
+                    "Matrix", "Reduction", "Tensor", "Logic", "Others")
 TORCH_MISSING = "torch is not installed: pip install 'mkbench[torch]' (CPU build) to import task files"
 CHILD_TORCH_MISSING = 3  # kernelbench_child's exit status when torch cannot be imported
+CHILD_FILES = ("result.json", "model.onnx", "inputs.npz", "outputs.npz")  # what the child writes, and we read
 
 # Tolerances as tasks/tools/from_paper_tasks.py gives the paper's tasks.
 EXACT = {"Abs", "Neg", "Ceil", "Floor", "Round", "Sign", "Relu", "Max", "Min", "MaxPool", "ReduceMax", "ReduceMin",
@@ -68,10 +81,6 @@ ACCUMULATING = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum", "ReduceSum"
 
 class TorchMissing(RuntimeError):
     """torch (the optional extra) is not installed; the message is one line."""
-
-
-class NotImported(Exception):
-    """This file gives no task; the message is one line, without the file name."""
 
 
 @dataclass(frozen=True)
@@ -108,14 +117,20 @@ def find_sources(paths: list[Path]) -> tuple[list[Source], list[ImportResult]]:
     sources, errors = [], []
     for path in map(Path, paths):
         if path.is_file():
-            sources.append(Source(path, DEFAULT_CATEGORY, path.name))
+            sources.append(Source(path, _folder_category(path), path.name))
         elif path.is_dir():
-            sources += [Source(f, DEFAULT_CATEGORY, f.name) for f in _python_files(path)]
+            sources += [Source(f, _folder_category(f), f.name) for f in _python_files(path)]
             for folder in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
                 sources += [Source(f, folder.name, f"{folder.name}/{f.name}") for f in _python_files(folder)]
         else:
             errors.append(ImportResult(path, False, error="no such file or folder"))
     return sources, errors
+
+
+def _folder_category(file: Path) -> str:
+    """The folder a file is in, when it is one of the paper's categories; else "Imported"."""
+    folder = file.resolve().parent.name
+    return folder if folder in PAPER_CATEGORIES else DEFAULT_CATEGORY
 
 
 def _python_files(folder: Path) -> list[Path]:
@@ -128,13 +143,23 @@ def _identifier(text: str) -> str:
 
 
 # ------------------------------------------------------------------ importing
-def import_files(paths: list[Path], out_dir: Path, timeout: float = DEFAULT_TIMEOUT, workers: int = 1) -> list[ImportResult]:
-    """Import every task file under the paths into out_dir/<category>/<name>.toml.
+def imported_dir(settings: settings_module.Settings) -> Path:
+    """Where imported tasks are written by default: the data folder's tasks/imported."""
+    return data_tasks_dir(settings) / "imported"
+
+
+def import_files(paths: list[Path], settings: settings_module.Settings, out_dir: Path | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, workers: int = 1) -> list[ImportResult]:
+    """Import every task file under the paths into <out_dir>/<category>/<name>.toml (default:
+    imported_dir(settings)), each in the jail unless settings.sandbox is off.
 
     One result per file, in order; a bad file never stops the others. Raises TorchMissing
-    when torch is not installed."""
+    when torch is not installed, sandbox.SandboxUnavailable when the jail cannot start."""
     if importlib.util.find_spec("torch") is None:
         raise TorchMissing(TORCH_MISSING)
+    if settings.sandbox and (problem := sandbox.unavailable()):
+        raise sandbox.SandboxUnavailable(problem)
+    out_dir = Path(out_dir) if out_dir is not None else imported_dir(settings)
     sources, errors = find_sources(paths)
     seen: dict[tuple[str, str], Path] = {}
 
@@ -142,7 +167,7 @@ def import_files(paths: list[Path], out_dir: Path, timeout: float = DEFAULT_TIME
         key = (_identifier(source.category), _identifier(source.path.stem))
         if seen[key] != source.path:
             return ImportResult(source.path, False, error=f"task {key[0]}/{key[1]} is already imported from {seen[key]}")
-        return import_file(source, Path(out_dir), timeout)
+        return import_file(source, out_dir, settings, timeout)
 
     for source in sources:
         seen.setdefault((_identifier(source.category), _identifier(source.path.stem)), source.path)
@@ -150,7 +175,8 @@ def import_files(paths: list[Path], out_dir: Path, timeout: float = DEFAULT_TIME
         return errors + list(pool.map(one, sources))
 
 
-def import_file(source: Source, out_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> ImportResult:
+def import_file(source: Source, out_dir: Path, settings: settings_module.Settings,
+                timeout: float = DEFAULT_TIMEOUT) -> ImportResult:
     """Import one file (see the module's docstring); raises TorchMissing."""
     name, category = _identifier(source.path.stem), _identifier(source.category)
     try:
@@ -160,7 +186,7 @@ def import_file(source: Source, out_dir: Path, timeout: float = DEFAULT_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="mkbench-import-") as tmp:
         work = Path(tmp)
         try:
-            result = run_child(source.path, work / "child", timeout)
+            result = run_child(source.path, work, timeout, settings)
             spec_text, data, operator = build_spec(work / "child", result, name, category, source, text)
             staged = work / "spec"
             staged.mkdir()
@@ -189,22 +215,34 @@ def import_file(source: Source, out_dir: Path, timeout: float = DEFAULT_TIMEOUT)
                         result["exporter"])
 
 
-def run_child(path: Path, out: Path, timeout: float) -> dict:
-    """Run kernelbench_child on the file with a time limit; its checked result.json."""
-    out.mkdir(parents=True)
-    command = [sys.executable, "-m", "mkbench.tasks.kernelbench_child", str(path.resolve()), str(out)]
-    log = out.parent / "child.log"
+def run_child(path: Path, work: Path, timeout: float, settings: settings_module.Settings) -> dict:
+    """Run kernelbench_child on the file in the jail, with a time limit; its checked result.json.
+
+    The child reads a copy of the file (work/task/) and writes work/child/; the jail's user may
+    not be able to read the file's own folder (a private temporary folder, a home)."""
+    staged = work / "task"
+    staged.mkdir(mode=0o755)
+    os.chmod(staged, 0o755)  # whatever the umask: the jail's unprivileged user reads it
+    shutil.copyfile(path, staged / path.name)
+    os.chmod(staged / path.name, 0o644)
+    out = sandbox.give(work / "child")
+    command = [sys.executable, "-m", "mkbench.tasks.kernelbench_child", str(staged / path.name), str(out)]
+    wrapped = sandbox.wrap(command, child_jail(staged, out), cwd=out, enabled=settings.sandbox)
+    log = work / "child.log"
     with open(log, "wb") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, cwd=str(out))
+        process = subprocess.Popen(wrapped.argv, env=wrapped.env, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(out))
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # the child and anything it started
+            os.killpg(process.pid, signal.SIGKILL)  # bwrap and, with it (--die-with-parent), the whole jail
             process.wait()
             raise NotImported(f"module did not return within {timeout:g} s") from None
     if process.returncode == CHILD_TORCH_MISSING:
         raise TorchMissing(TORCH_MISSING)
+    for made in (out / name for name in CHILD_FILES):  # read as root from here on: a link could point anywhere
+        if made.is_symlink() or (made.exists() and not made.is_file()):
+            raise NotImported(f"the import process left {made.name} as something other than a plain file")
     result_path = out / "result.json"
     if process.returncode != 0 or not result_path.is_file():
         last = log.read_bytes()[-2000:].decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
@@ -217,6 +255,36 @@ def run_child(path: Path, out: Path, timeout: float) -> dict:
         error = result.get("error") if isinstance(result, dict) else None
         raise NotImported(" ".join(str(error or "unknown error").split())[:400])
     return _checked(result)
+
+
+def child_jail(task_folder: Path, out: Path) -> sandbox.Jail:
+    """The jail of an import's child: it writes its own folder only and reads the task file's
+    folder, the Python installation (the prefixes, the site-packages folders and the folders
+    torch, numpy, onnx and onnxscript come from) and mkbench's package; no network. Its
+    PYTHONPATH puts mkbench and those packages first, as they are found here."""
+    import mkbench
+
+    package = Path(mkbench.__file__).resolve().parent
+    homes = []
+    for name in ("torch", "numpy", "onnx", "onnxscript"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            homes.append(Path(spec.origin).resolve().parents[1])  # <home>/<name>/__init__.py
+    site_folders = [Path(p) for p in sys.path if p and Path(p).name in ("site-packages", "dist-packages")]
+    search = list(dict.fromkeys(str(p) for p in [package.parent, *homes]))
+    readable = [task_folder, Path(sys.prefix), Path(sys.base_prefix), *site_folders, *homes, package]
+    return sandbox.Jail(writable=(str(out),), readable=_outermost(readable),
+                        env=(("PYTHONPATH", os.pathsep.join(search)),))
+
+
+def _outermost(paths: list[Path]) -> tuple[str, ...]:
+    """The existing folders among paths, without those inside another (one bind each)."""
+    folders = sorted({p.resolve() for p in paths if p.is_dir()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for folder in folders:
+        if not any(folder.is_relative_to(k) for k in kept):
+            kept.append(folder)
+    return tuple(str(k) for k in kept)
 
 
 def _checked(result: dict) -> dict:
@@ -244,54 +312,25 @@ def build_spec(child: Path, result: dict, name: str, category: str, source: Sour
                text: bytes) -> tuple[str, dict[str, bytes], str]:
     """The spec file's text, its data files (name -> bytes) and its operator, from the child's export."""
     import onnx
-    from onnx import helper, numpy_helper
 
     model = onnx.load(str(child / "model.onnx"))
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset != OPSET:
-        raise NotImported(f"the export is at opset {opset}, not {OPSET}")
-    graph = model.graph
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            constants[node.output[0]] = _constant_node_value(node)
-    compute = [n for n in graph.node if n.op_type != "Constant"]
-    if len(compute) != 1:
-        ops = ", ".join(n.op_type for n in compute[:8]) + (", ..." if len(compute) > 8 else "")
-        raise NotImported(f"the export is {len(compute)} nodes ({ops}), not a single operator node")
-    node = compute[0]
-    if node.domain not in ("", "ai.onnx"):
-        raise NotImported(f"the export's node {node.op_type} is in domain {node.domain!r}, not ONNX's")
-    op = node.op_type
-    if op == "Identity":
-        raise NotImported("the export is a single Identity node: the module computes nothing")
-    graph_inputs = [i.name for i in graph.input if i.name not in constants]
-    if graph_inputs != result["inputs"]:
-        unused = [n for n in result["inputs"] if n not in graph_inputs]
-        raise NotImported(f"forward's input {', '.join(unused) or graph_inputs} is not used by the export"
-                          if unused else f"the export's inputs {graph_inputs} are not forward's {result['inputs']}")
-    if [o.name for o in graph.output] != result["outputs"] or not set(result["outputs"]) <= set(node.output):
-        raise NotImported("an output of forward is not computed by the node (the module returns an input or a constant)")
-
     inputs = np.load(child / "inputs.npz", allow_pickle=False)
     outputs = np.load(child / "outputs.npz", allow_pickle=False)
-    schema = onnx.defs.get_schema(op, OPSET)
+    initialised = {i.name for i in model.graph.initializer}
+    exported = [i.name for i in model.graph.input if i.name not in initialised]
+    if unused := [n for n in result["inputs"] if n not in exported]:
+        raise NotImported(f"forward's input {', '.join(unused)} is not used by the export")
+    if exported != result["inputs"]:
+        raise NotImported(f"the export's inputs {exported} are not forward's {result['inputs']}")
+    if [o.name for o in model.graph.output] != result["outputs"]:
+        raise NotImported(f"the export's outputs {[o.name for o in model.graph.output]} are not forward's")
+    graph = task_graph(model, {n: inputs[n] for n in result["inputs"]}, result["inputs"], result["outputs"])
+
     data: dict[str, bytes] = {}
-    constant_specs, renamed = [], {}
-    for slot, tensor_name in enumerate(node.input):
-        if tensor_name == "" or tensor_name in graph_inputs or tensor_name in renamed:
-            continue
-        if tensor_name not in constants:
-            raise NotImported(f"node input {tensor_name!r} is neither a graph input nor a constant")
-        spec_name = f"{op.lower()}0_{_slot_name(schema, slot)}"
-        renamed[tensor_name] = spec_name
-        constant_specs.append(_tensor_entry(spec_name, constants[tensor_name], name, data, drawn=None))
-    out_names = []
-    for k, tensor_name in enumerate(node.output):
-        out_names.append(tensor_name if tensor_name in result["outputs"] or tensor_name == "" else f"{op.lower()}0_out{k}")
+    constant_specs = [_tensor_entry(n, value, name, data, drawn=None) for n, value in graph.constants]
     input_specs = [_tensor_entry(n, inputs[n], name, data, drawn=d) for n, d in zip(result["inputs"], result["draws"])]
     output_specs = [{"name": n, "shape": list(outputs[n].shape), "dtype": str(outputs[n].dtype)} for n in result["outputs"]]
-    attributes = {a.name: _attribute(helper.get_attribute_value(a), a) for a in node.attribute}
+    op = graph.operator
     exact = op in EXACT or all(o["dtype"] in ("int64", "int32", "bool", "uint8", "int8") for o in output_specs)
     tolerance = {"atol": 0.0, "rtol": 0.0} if exact else {"atol": 1e-4, "rtol": 1e-4}
     if op in ACCUMULATING:
@@ -299,50 +338,27 @@ def build_spec(child: Path, result: dict, name: str, category: str, source: Sour
 
     lines = [f"# mkbench task {category}/{name}, imported from a KernelBench-format file by `mkbench tasks import`.",
              "# Inputs with a `draw` were read from get_inputs() and replayed exactly with torch; inputs and",
-             "# constants with a `file` are the file's own tensors (seed 0), stored beside this spec.",
-             f"name = {_str(name)}", 'suite = "imported"', f"category = {_str(category)}", f"operator = {_str(op)}",
-             f"opset = {OPSET}", f"seed = {result['seed']}",
-             f"source = {_str(source.label + ' sha256:' + hashlib.sha256(text).hexdigest())}",
-             f"published_graph = {_str(_published(op, attributes, node, renamed, constants))}",
-             f"init_args = {_str(result['init_args'])}", f"exporter = {_str(result['exporter'])}", "", "[tolerance]"]
-    lines += [f"{k} = {_value(v)}" for k, v in tolerance.items()]
+             "# constants with a `file` are the file's own tensors (seed 0), stored beside this spec."]
+    lines += [f"# Normalised (see mkbench/tasks/kernelbench_graph.py): {line}." for line in graph.normalised]
+    lines += [f"name = {_str(name)}", 'suite = "imported"', f"category = {_str(category)}", f"operator = {_str(op)}",
+              f"opset = {OPSET}", f"seed = {result['seed']}",
+              f"source = {_str(source.label + ' sha256:' + hashlib.sha256(text).hexdigest())}",
+              f"published_graph = {_str(graph.published)}",
+              f"init_args = {_str(result['init_args'])}", f"exporter = {_str(result['exporter'])}"]
+    if graph.decomposed:
+        lines.append("decomposed = true  # the export has no node of this op: the exporter wrote it as others")
+    lines += ["", "[tolerance]"] + [f"{k} = {_value(v)}" for k, v in tolerance.items()]
     for table, entries in (("inputs", input_specs), ("constants", constant_specs)):
         for entry in entries:
             lines += ["", f"[[{table}]]"] + [f"{k} = {_value(v)}" for k, v in entry.items()]
-    node_inputs = [renamed.get(n, n) for n in node.input]
-    lines += ["", "[[nodes]]", f"op = {_str(op)}", f"inputs = {_value(node_inputs)}", f"outputs = {_value(out_names)}",
-              "attributes = { " + ", ".join(f"{k} = {_value(v)}" for k, v in attributes.items()) + " }"]
+    for node in graph.nodes:
+        lines += ["", "[[nodes]]", f"op = {_str(node.op)}", f"inputs = {_value(list(node.inputs))}",
+                  f"outputs = {_value(list(node.outputs))}",
+                  "attributes = { " + ", ".join(f"{k} = {_value(v)}" for k, v in node.attributes) + " }"]
     for entry in output_specs:
         lines += ["", "[[outputs]]"] + [f"{k} = {_value(v)}" for k, v in entry.items()]
     lines += ["", "[torch]", f"module = {_module_text(text)}"]
     return "\n".join(lines) + "\n", data, op
-
-
-def _slot_name(schema, slot: int) -> str:
-    formal = schema.inputs
-    if slot < len(formal) and not (slot == len(formal) - 1 and _variadic(formal[-1])):
-        return formal[slot].name
-    return f"{formal[-1].name}_{slot - len(formal) + 1}" if formal else f"input{slot}"
-
-
-def _variadic(formal) -> bool:
-    import onnx.defs
-
-    return formal.option == onnx.defs.OpSchema.FormalParameterOption.Variadic
-
-
-def _constant_node_value(node) -> np.ndarray:
-    from onnx import helper, numpy_helper
-
-    attribute = node.attribute[0]
-    value = helper.get_attribute_value(attribute)
-    if attribute.name == "value":
-        return numpy_helper.to_array(value)
-    if attribute.name in ("value_float", "value_int"):
-        return np.array(value, dtype=np.float32 if attribute.name == "value_float" else np.int64)
-    if attribute.name in ("value_floats", "value_ints"):
-        return np.array(list(value), dtype=np.float32 if attribute.name == "value_floats" else np.int64)
-    raise NotImported(f"a Constant node with {attribute.name}")
 
 
 def _tensor_entry(spec_name: str, array: np.ndarray, task_name: str, data: dict, drawn: str | None) -> dict:
@@ -370,45 +386,6 @@ def _data_file(spec_name: str, array: np.ndarray, task_name: str, data: dict) ->
     file_name = f"{task_name}.{spec_name}.npy"
     data[file_name] = buffer.getvalue()
     return {"file": file_name, "sha256": hashlib.sha256(data[file_name]).hexdigest()}
-
-
-def _attribute(value, attribute):
-    from onnx import AttributeProto, numpy_helper
-
-    if isinstance(value, bytes):
-        return value.decode()
-    if attribute.type == AttributeProto.TENSOR and attribute.name == "value":  # ConstantOfShape
-        array = numpy_helper.to_array(value)
-        if array.size == 1 and array.dtype in (np.float32, np.int64):
-            return [array.reshape(-1)[0].item()]
-    if attribute.type in (AttributeProto.INT, AttributeProto.FLOAT):
-        return value
-    if attribute.type in (AttributeProto.INTS, AttributeProto.FLOATS):
-        return list(value)
-    if attribute.type == AttributeProto.STRINGS:
-        return [v.decode() for v in value]
-    raise NotImported(f"attribute {attribute.name} of type {AttributeProto.AttributeType.Name(attribute.type)} is not supported")
-
-
-def _published(op: str, attributes: dict, node, renamed: dict, constants: dict) -> str:
-    """The node as the paper's table writes it: Op(attributes; constant inputs)."""
-    def show(value) -> str:
-        if isinstance(value, list):
-            return "[" + ",".join(show(v) for v in value) + "]"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    attrs = ", ".join(f"{k}={show(v)}" for k, v in sorted(attributes.items()))
-    parts = []
-    for tensor_name in node.input:
-        if tensor_name in renamed:
-            array = constants[tensor_name]
-            slot = renamed[tensor_name].split("_", 1)[1]
-            if array.size <= 8:
-                parts.append(f"{slot}={show(array.reshape(-1).tolist())}")
-            else:
-                short = {"float32": "f32", "float16": "f16", "int64": "i64", "int32": "i32"}.get(str(array.dtype), str(array.dtype))
-                parts.append(f"{slot}=<{'x'.join(map(str, array.shape))} {short}>")
-    return f"{op}({attrs}{'; ' if attrs and parts else ''}{', '.join(parts)})"
 
 
 def _str(text: str) -> str:

@@ -2,13 +2,15 @@
 
     python -m mkbench.tasks.kernelbench_child FILE OUT_DIR
 
-The file is code from outside, so it runs here, in a process of its own that the parent
-kills on its time limit, never in mkbench's process. Steps: exec the file; seed torch with
+The file is code from outside, so it runs here, in a process of its own in the candidates'
+jail (see kernelbench.child_jail), which the parent kills on its time limit, never in mkbench's
+process. Steps: exec the file; seed torch with
 0 and build Model(*get_init_inputs()).eval(); seed with 0 again and call get_inputs();
 run forward; export to ONNX at opset 20 with the TorchScript-based exporter, falling back
 to the torch.export-based one (needs onnxscript) where the first fails. It writes into
-OUT_DIR: model.onnx, inputs.npz and outputs.npz (by name, in order) and result.json:
-{"ok": true, ...} or {"ok": false, "error": "<one line>"}.
+OUT_DIR: model.onnx, inputs.npz and outputs.npz (by name, in order; the outputs are y, or
+y0, y1, ..., unless forward's inputs take those names) and result.json: {"ok": true, ...} or
+{"ok": false, "error": "<one line>"}.
 
 It also tries to read each input's distribution from get_inputs' source (see
 `recognise_draws`) and proves the reading by replaying it: the draws, evaluated with torch
@@ -50,6 +52,17 @@ def error_of(error: BaseException) -> str:
     return one_line(f"{type(error).__name__}: {error}")
 
 
+def missing_package(error: BaseException) -> str:
+    """The one-line reason for a file that imports a package this Python lacks ("" otherwise).
+
+    ROIAlign as published calls torchvision.ops.roi_align; torchvision does not install beside
+    a CPU torch from PyPI (its pairing there is a CUDA build of several GB)."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return ""
+    package = error.name.split(".")[0]
+    return f"the file needs the Python package {package}, which is not installed here (No module named {error.name!r})"
+
+
 # ------------------------------------------------------------------ running the file
 def run_file(path: Path, out: Path, torch) -> dict:
     source = path.read_text(encoding="utf-8")
@@ -61,7 +74,7 @@ def run_file(path: Path, out: Path, torch) -> dict:
     try:
         exec(code, namespace)  # noqa: S102 - this process exists to run it
     except (Exception, SystemExit) as error:  # noqa: BLE001 - the file's own failure, reported in one line
-        raise NotATask(f"running the file raised {error_of(error)}") from None
+        raise NotATask(missing_package(error) or f"running the file raised {error_of(error)}") from None
     missing = [f"{n}()" if n != "Model" else "class Model" for n in ("Model", "get_inputs", "get_init_inputs")
                if not callable(namespace.get(n))]
     if missing:
@@ -91,7 +104,7 @@ def run_file(path: Path, out: Path, torch) -> dict:
     outputs = list(produced) if isinstance(produced, (list, tuple)) else [produced]
     if not outputs or not all(isinstance(o, torch.Tensor) for o in outputs):
         raise NotATask(f"forward returned {type(produced).__name__}, not a tensor or a tuple of tensors")
-    output_names = ["y"] if len(outputs) == 1 else [f"y{i}" for i in range(len(outputs))]
+    output_names = graph_output_names(len(outputs), names)
 
     exporter = export(torch, model, inputs, names, output_names, out / "model.onnx")
     np.savez(out / "inputs.npz", **{n: to_numpy(t) for n, t in zip(names, drawn)})
@@ -109,7 +122,7 @@ def call(function, what: str):
     try:
         return function()
     except (Exception, SystemExit) as error:  # noqa: BLE001
-        raise NotATask(f"{what} raised {error_of(error)}") from None
+        raise NotATask(missing_package(error) or f"{what} raised {error_of(error)}") from None
 
 
 def forward_names(model, count: int) -> list[str]:
@@ -128,6 +141,16 @@ def forward_names(model, count: int) -> list[str]:
         raise NotATask(f"get_inputs() returns {count} tensors but Model.forward takes {takes}")
     names = [p.name for p in positional[:count]]
     return names if len(set(names)) == len(names) else [f"x{i}" for i in range(count)]
+
+
+def graph_output_names(count: int, input_names: list[str]) -> list[str]:
+    """y (or y0, y1, ...), unless forward's inputs use those names: a graph output named like an
+    input is no longer that input (an export with `forward(self, x, y)` loses y)."""
+    for base in ("y", "out", "output", "result"):
+        names = [base] if count == 1 else [f"{base}{i}" for i in range(count)]
+        if not set(names) & set(input_names):
+            return names
+    return [f"output_{i}_" for i in range(count)]
 
 
 def init_args(model_class, values) -> str:
@@ -247,7 +270,7 @@ def number(node: ast.expr, constants: dict):
         return node.value
     if isinstance(node, ast.Name) and node.id in constants:
         return constants[node.id]
-    if isinstance(node, ast.Attribute) and node.attr == "pi" and isinstance(node.value, ast.Name) and node.value.id in ("math", "torch", "np"):
+    if is_pi(node):
         return math.pi
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = number(node.operand, constants)
@@ -260,6 +283,26 @@ def number(node: ast.expr, constants: dict):
             raise Unrecognised("number too large")
         return value
     raise Unrecognised("not a number")
+
+
+def is_pi(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "pi" and isinstance(node.value, ast.Name)
+            and node.value.id in ("math", "torch", "np"))
+
+
+def number_tree(node: ast.expr, value, constants: dict) -> ast.expr:
+    """A number in a draw: written with `pi` where the source writes math.pi (`2 * pi * rand - pi`,
+    as the paper's table does), else as its value."""
+    if not any(is_pi(n) for n in ast.walk(node)):
+        return ast.Constant(value)
+    if is_pi(node):
+        return ast.Name("pi")
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return ast.UnaryOp(ast.USub(), number_tree(node.operand, number(node.operand, constants), constants))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+        return ast.BinOp(number_tree(node.left, number(node.left, constants), constants), node.op,
+                         number_tree(node.right, number(node.right, constants), constants))
+    return ast.Constant(value)
 
 
 def is_call(node, name: str) -> bool:
@@ -343,7 +386,8 @@ def translate(node: ast.expr, env: dict, constants: dict):
         draws = [d for d in (left, right) if isinstance(d, dict)]
         if len({d["shape"] for d in draws}) != 1:
             raise Unrecognised("shapes")
-        trees = [d["tree"] if isinstance(d, dict) else ast.Constant(d) for d in (left, right)]
+        trees = [d["tree"] if isinstance(d, dict) else number_tree(side, d, constants)
+                 for d, side in ((left, node.left), (right, node.right))]
         floating = isinstance(node.op, ast.Div) or any(d["dtype"].startswith("float") for d in draws) or any(
             isinstance(v, float) for v in (left, right))
         dtype = "float32" if floating else draws[0]["dtype"]

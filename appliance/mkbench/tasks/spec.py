@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -229,11 +230,13 @@ def load_task(path: Path) -> Task:
 RUN_CONFIGS = "runs"
 
 
-def load_suite(root: Path, suite: str | None = None) -> tuple[list[Task], list[str]]:
-    """Every task under root (optionally one suite), and one error line per bad file."""
+def load_suite(root: Path | Sequence[Path], suite: str | None = None) -> tuple[list[Task], list[str]]:
+    """Every task under root, or under each of several roots in turn (optionally one suite), and
+    one error line per bad file. A root that does not exist holds no task."""
     tasks, errors, seen = [], [], {}
-    for path in sorted(root.rglob("*.toml")):
-        if path.relative_to(root).parts[0] == RUN_CONFIGS:
+    roots = [root] if isinstance(root, Path) else [Path(r) for r in root]
+    for base, path in ((base, path) for base in roots for path in sorted(base.rglob("*.toml"))):
+        if path.relative_to(base).parts[0] == RUN_CONFIGS:
             continue
         try:
             task = load_task(path)
