@@ -8,7 +8,7 @@ from .. import settings as settings_module
 from .. import store
 from ..devices import get_device
 from ..judge.evaluate import evaluate
-from ..tasks import get_task
+from ..tasks import get_task, task_roots
 from .plan import run_row
 
 def recheck(run_id: str, serial: str, settings: settings_module.Settings, *,
@@ -35,7 +35,7 @@ def recheck(run_id: str, serial: str, settings: settings_module.Settings, *,
         if done:
             verdict, reason = done[0]["verdict"], done[0]["reason"]
         else:
-            judged = evaluate(get_task(a["task"], settings.tasks_dir), a["candidate"], device, settings, db=db, run_id=run_id)
+            judged = evaluate(get_task(a["task"], task_roots(settings)), a["candidate"], device, settings, db=db, run_id=run_id)
             verdict, reason = judged.verdict, judged.reason
         row = {"task": a["task"], "generator": a["generator"], "mode": a["mode"], "judged_on": a["serial"],
                "rechecked_on": device.serial, "verdict": verdict, "reason": reason}
