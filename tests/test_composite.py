@@ -13,7 +13,7 @@ import pytest
 from mkbench import settings as settings_module
 from mkbench.tasks import get_task
 
-SOFTPLUS = (settings_module.REPO_ROOT / "mnn" / "examples" / "softplus_composite.cpp").read_text()
+SOFTPLUS = (settings_module.SHIPPED / "mnn" / "examples" / "softplus_composite.cpp").read_text()
 
 
 

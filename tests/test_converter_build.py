@@ -22,7 +22,7 @@ from mkbench.tasks.native import run_native
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = settings_module.REPO_ROOT / "mnn" / "examples" / "softplus_composite.cpp"
+EXAMPLE = settings_module.SHIPPED / "mnn" / "examples" / "softplus_composite.cpp"
 TASK = "Softplus_2d"
 
 

@@ -384,7 +384,7 @@ def test_a_whole_task_evaluation_through_adb(device, emulator, mnn_settings):
     from mkbench.judge.evaluate import evaluate
     from mkbench.tasks import get_task
 
-    source = (settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp").read_text()
+    source = (settings_module.SHIPPED / "mnn" / "examples" / "abs_candidate.cpp").read_text()
     verdict = evaluate(get_task("Abs"), source, device, mnn_settings)
     assert verdict.verdict == "correct", verdict.reason
     assert not verdict.timing_reportable and verdict.speedup is None  # emulated: never reported

@@ -12,7 +12,7 @@ import pytest
 from mkbench import settings as settings_module
 from mkbench.tasks import get_task
 
-RESHAPE = (settings_module.REPO_ROOT / "mnn" / "examples" / "reshape_geometry.cpp").read_text()
+RESHAPE = (settings_module.SHIPPED / "mnn" / "examples" / "reshape_geometry.cpp").read_text()
 
 
 

@@ -23,7 +23,7 @@ from mkbench.mnn import build, inject, tree
 
 pytestmark = pytest.mark.slow
 
-EXAMPLE = settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp"
+EXAMPLE = settings_module.SHIPPED / "mnn" / "examples" / "abs_candidate.cpp"
 ABS = [("UnaryOp", "ABS")]
 SHAPE = (2, 3, 4, 5)
 

@@ -13,7 +13,7 @@ import pytest
 from mkbench import settings as settings_module
 from mkbench.tasks import get_task
 
-ABS = (settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp").read_text()
+ABS = (settings_module.SHIPPED / "mnn" / "examples" / "abs_candidate.cpp").read_text()
 LOOP = "            for (int i = begin; i < end; ++i) {\n                dst[i] = std::fabs(src[i]);\n            }"
 
 

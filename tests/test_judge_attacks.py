@@ -11,6 +11,7 @@ own in test_sandbox.py, with programs the object rules would have refused.
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from mkbench import settings as settings_module
 from mkbench.kinds import kind_of
 from mkbench.tasks import get_task
 
-ABS = (settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp").read_text()
+ABS = (settings_module.SHIPPED / "mnn" / "examples" / "abs_candidate.cpp").read_text()
 LOOP = "            for (int i = begin; i < end; ++i) {\n                dst[i] = std::fabs(src[i]);\n            }"
 HEAD = "#include <cmath>"
 BEFORE_THREADS = "        const int threads"
@@ -189,6 +190,6 @@ def test_an_off_by_one_denominator_is_correct_by_the_paper_and_never_a_win(judge
 @pytest.mark.slow
 def test_an_all_false_comparison_fails_the_tie_set(judge):
     """Equal of two rand draws is all false; its edge set draws from four values, so a quarter tie."""
-    source = (settings_module.REPO_ROOT / "tests" / "fixtures" / "candidates" / "equal_zeros.cpp").read_text()
+    source = (Path(__file__).parent / "fixtures" / "candidates" / "equal_zeros.cpp").read_text()
     verdict = judge(source, "Equal")
     assert verdict.verdict == "wrong-values", verdict.reason

@@ -42,6 +42,8 @@ PAPER = Path(__file__).resolve().parents[1] / "tasks" / "paper"
 BUILT_IN = {t.name: t for t in load_suite(PAPER, "paper")[0]}
 GOOD = {"Unary": ["Abs"], "Activation": ["Softmax"], "Convolution": ["Dense_Convolution_2D"], "Matrix": ["MatMul"]}
 
+pytestmark = pytest.mark.torch  # CI runs these where torch is installed, outside the appliance image
+
 needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                                  reason="torch is not installed (pip install 'mkbench[torch]', CPU build): "
                                         "importing task files runs them with torch")

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import pytest
 
+from mkbench import settings as settings_module
 from mkbench import store
 from mkbench.mnn import build
 from mkbench.mnn.toolchain import TARGETS, Toolchain, ToolchainError, toolchain
@@ -28,6 +29,24 @@ def test_library_key_follows_tree_toolchain_and_options(monkeypatch):
     assert key != build.library_key(replace(tc, identity="g++ 13"), "a" * 64)
     monkeypatch.setitem(build.MNN_OPTIONS, "MNN_AVX512", "ON")
     assert key != build.library_key(tc, "a" * 64)
+
+
+def test_a_build_key_does_not_depend_on_where_mkbench_is_installed(tmp_path, monkeypatch):
+    """The image builds MNN from one copy of mkbench and judges from another (its site-packages):
+    the Debian cross toolchain file counts by its content, not its path."""
+    from mkbench.mnn.toolchain import key_args
+
+    here = settings_module.SHIPPED / "mnn" / "toolchains" / "aarch64-linux-gnu.cmake"
+    elsewhere = tmp_path / "site-packages" / "mkbench" / "shipped"
+    (elsewhere / "mnn" / "toolchains").mkdir(parents=True)
+    shutil.copy(here, elsewhere / "mnn" / "toolchains" / here.name)
+    tc = Toolchain("arm64", "debian-aarch64", (f"-DCMAKE_TOOLCHAIN_FILE={here}",), (), (), "g++ 12", ())
+    moved = replace(tc, cmake_args=(f"-DCMAKE_TOOLCHAIN_FILE={elsewhere / 'mnn' / 'toolchains' / here.name}",))
+    expected = key_args(tc)
+    monkeypatch.setattr(settings_module, "SHIPPED", elsewhere)
+    assert key_args(moved) == expected and str(tmp_path) not in expected[0]
+    (elsewhere / "mnn" / "toolchains" / here.name).write_text("# another toolchain\n")
+    assert key_args(moved) != expected
 
 
 def test_unknown_target_is_refused(settings):

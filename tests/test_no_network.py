@@ -23,7 +23,7 @@ from mkbench.tasks import model as task_model
 
 pytestmark = pytest.mark.slow
 
-ABS_EXAMPLE = settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp"
+ABS_EXAMPLE = settings_module.SHIPPED / "mnn" / "examples" / "abs_candidate.cpp"
 
 
 def _sandbox_problem() -> str | None:

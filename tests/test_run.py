@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -242,6 +243,50 @@ def test_killed_midway_and_rerun_loses_and_repeats_nothing(tmp_path, mkbench_hom
         assert a["best_evaluation_id"] in evaluations
     # An attempt a kill cut short stays as it was, running: the CSV calls it cut short; the resume made a new one.
     assert {a["status"] for a in db.query("SELECT status FROM attempts")} <= {"finished", "running"}
+
+
+TERMINATED_RUN = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_run import FixedVerdict
+    from mkbench import run
+    from mkbench.cli import main
+    run.register("slow", lambda mode, config, settings: FixedVerdict("slow", mode, sleep=1.5, record=True), uses_llm=False)
+    main(["run-all", "--tasks", "Sin,Cos,Tan", "-g", "slow", "--device", "host", "--quiet"])
+""")
+
+
+def _attempts_begun(db_path: Path) -> bool:
+    """Has a run begun an attempt? (read without migrating: the run's own process owns the schema)"""
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT count(*) FROM attempts").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
+def test_sigterm_ends_a_run_the_way_ctrl_c_does(tmp_path, mkbench_home, settings):
+    """`docker stop` sends SIGTERM: the item in progress finishes, the run stops resumable, and the
+    same command finishes it with each item done exactly once."""
+    script = tmp_path / "terminated_run.py"
+    script.write_text(TERMINATED_RUN.format(tests=str(Path(__file__).parent)))
+    env = os.environ | {"MKBENCH_HOME": str(mkbench_home)}
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    db_path = mkbench_home / "mkbench.sqlite"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _attempts_begun(db_path):  # until the first item is being worked on
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 3, output  # stopped, not finished
+    assert "stopped by Ctrl-C or SIGTERM" in output
+    db = store.open_db(db_path)
+    statuses = [a["status"] for a in db.query("SELECT status FROM attempts")]
+    assert statuses and set(statuses) == {"finished"} and len(statuses) < 3  # the item in progress ended finished
+    again = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    finished = [a["task"] for a in db.query("SELECT task FROM attempts WHERE status = 'finished'")]
+    assert sorted(finished) == ["Cos", "Sin", "Tan"]
 
 
 # ---------------------------------------------------------------- lost devices

@@ -20,7 +20,7 @@ import pytest
 
 from mkbench import sandbox
 
-pytestmark = pytest.mark.skipif(bool(sandbox.unavailable()), reason=f"no jail here: {sandbox.unavailable()}")
+needs_jail = pytest.mark.skipif(bool(sandbox.unavailable()), reason=f"no jail here: {sandbox.unavailable()}")
 
 
 def jailed(script: str, tmp_path: Path, writable=(), readable=(), **limits) -> subprocess.CompletedProcess:
@@ -31,6 +31,7 @@ def jailed(script: str, tmp_path: Path, writable=(), readable=(), **limits) -> s
     return subprocess.run(wrapped.argv, env=wrapped.env, capture_output=True, text=True, timeout=60)
 
 
+@needs_jail
 def test_the_harness_files_are_out_of_sight(tmp_path, settings):
     secret = settings.home / "mkbench.sqlite"
     secret.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +41,7 @@ def test_the_harness_files_are_out_of_sight(tmp_path, settings):
     assert result.stdout.strip().endswith(".")  # the harness's environment is not passed in
 
 
+@needs_jail
 def test_writes_land_only_in_the_working_folder(tmp_path):
     outside = Path("/tmp") / f"mkbench-jail-{os.getpid()}"
     result = jailed(f"echo x > {outside}; echo y > out.txt; echo z > /usr/escape || echo refused", tmp_path)
@@ -48,6 +50,7 @@ def test_writes_land_only_in_the_working_folder(tmp_path):
     assert "refused" in result.stdout and not Path("/usr/escape").exists()
 
 
+@needs_jail
 def test_the_network_is_out_of_reach(tmp_path):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -70,6 +73,7 @@ def _accept(listener):
         return None
 
 
+@needs_jail
 @pytest.mark.skipif(os.geteuid() != 0, reason="as root, the jail drops to nobody; otherwise it keeps the user's uid")
 def test_root_becomes_nobody_without_capabilities(tmp_path):
     result = jailed("id -u; grep CapEff /proc/self/status", tmp_path)
@@ -77,6 +81,7 @@ def test_root_becomes_nobody_without_capabilities(tmp_path):
     assert uid == str(sandbox.NOBODY) and caps.split()[-1] == "0000000000000000"
 
 
+@needs_jail
 def test_the_process_limit_stops_a_fork_bomb(tmp_path):
     bomb = ("import os, time\nmade = 0\nfor _ in range(64):\n    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
             "    if pid == 0:\n        time.sleep(5)\n        os._exit(0)\n    made += 1\nprint('made', made)")
@@ -84,6 +89,27 @@ def test_the_process_limit_stops_a_fork_bomb(tmp_path):
     result = jailed(f"/usr/bin/python3 {tmp_path / 'bomb.py'}", tmp_path, readable=(tmp_path / "bomb.py",), processes=16)
     made = int(result.stdout.split()[-1])
     assert made < 16  # forks past the limit failed (the limit counts the user's processes, the shell's too)
+
+
+@needs_jail
+def test_the_jail_has_its_own_proc_and_at_most_a_loopback(tmp_path):
+    result = jailed("cat /proc/self/status >/dev/null && echo proc-ok; ls /sys/class/net 2>/dev/null | tr '\\n' ' '; echo", tmp_path)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "proc-ok" and set(lines[1].split()) <= {"lo"}
+
+
+def test_doctor_says_whether_the_jail_starts(settings):
+    from dataclasses import replace
+
+    (line,) = sandbox.doctor_checks(settings)
+    assert line.name == "candidate sandbox" and line.ok == (sandbox.unavailable() == "")
+    (off,) = sandbox.doctor_checks(replace(settings, sandbox=False))
+    assert off.ok and "MKBENCH_SANDBOX=off" in off.detail
+
+
+def test_the_reason_it_does_not_start_names_the_container_options():
+    for option in ("SYS_ADMIN", "seccomp=unconfined", "systempaths=unconfined"):
+        assert any(option in o for o in sandbox.CONTAINER_OPTIONS)
 
 
 # ---------------------------------------------------------------- the guard

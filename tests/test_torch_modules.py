@@ -30,6 +30,8 @@ from mkbench.tasks.compare import compare
 from mkbench.tasks.model import build_model, constant_values, draw_inputs, reference_outputs
 from mkbench.tasks.spec import Task, load_suite
 
+pytestmark = pytest.mark.torch  # CI runs these where torch is installed, outside the appliance image
+
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install 'mkbench[torch]', CPU build): "
                                             "the tasks' PyTorch modules cannot be run")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from click.testing import CliRunner
 
@@ -58,3 +60,27 @@ def test_validate_command_matches_the_recorded_status():
     result = CliRunner().invoke(main, ["tasks", "validate", "Abs", "Det", "ReduceL2", "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "3 tasks: 1 runnable" in result.output and "0 failures" in result.output
+
+
+def test_write_refuses_the_built_in_specs_of_an_installed_mkbench(tmp_path, monkeypatch):
+    """An installed mkbench (the appliance image) carries its specs read-only: --write stops before
+    validating, in one line naming a source checkout; specs elsewhere (the data folder's) are written."""
+    from mkbench import settings as settings_module
+    from mkbench.validate import write_refusal
+
+    packaged = tmp_path / "site-packages" / "mkbench" / "shipped"
+    shutil.copytree(settings_module.BUILTIN_TASKS / "paper" / "Unary", packaged / "tasks" / "paper" / "Unary")
+    monkeypatch.setattr(settings_module, "PACKAGED", packaged)
+    monkeypatch.setenv("MKBENCH_TASKS", str(packaged / "tasks"))
+    spec = packaged / "tasks" / "paper" / "Unary" / "Abs.toml"
+    before = spec.read_text()
+
+    result = CliRunner().invoke(main, ["tasks", "validate", "Abs", "--write"])
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert "\n" not in line and "built-in task specs" in line and "source checkout" in line and "Abs" in line
+    assert spec.read_text() == before
+
+    mine = tmp_path / "home" / "tasks"
+    shutil.copytree(settings_module.BUILTIN_TASKS / "paper" / "Unary", mine / "paper" / "Unary")
+    assert write_refusal([get_task("Abs", mine)]) == ""

@@ -26,7 +26,7 @@ from mkbench.judge.evaluate import evaluate
 from mkbench.tasks import get_task
 from mkbench.tasks.spec import MnnTarget
 
-EXAMPLES = settings_module.REPO_ROOT / "mnn" / "examples"
+EXAMPLES = settings_module.SHIPPED / "mnn" / "examples"
 # (kind, task, example kernel); the composite task is Softplus_2d judged as a converter transform.
 KINDS = (("cpu-execution", "Abs", "abs_candidate.cpp"), ("geometry", "Reshape", "reshape_geometry.cpp"),
          ("composite", "Softplus_2d", "softplus_composite.cpp"))

@@ -24,7 +24,7 @@ from mkbench import settings as settings_module
 from mkbench.kinds.cpu_execution import REGISTRATION
 from mkbench.mnn import build, inject
 
-EXAMPLE = settings_module.REPO_ROOT / "mnn" / "examples" / "abs_candidate.cpp"
+EXAMPLE = settings_module.SHIPPED / "mnn" / "examples" / "abs_candidate.cpp"
 
 
 def clean_native(target: str) -> float:

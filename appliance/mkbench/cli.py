@@ -8,7 +8,9 @@ JSON with --json where a machine reads it. The settings are read here, once per 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 
 import click
 
@@ -26,11 +28,23 @@ def echo_json(value) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """`docker stop` and `kill` send SIGTERM: every command ends the way Ctrl-C ends it (a run lets
+    the items in progress finish and stays resumable; a second one stops at once)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="mkbench")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """MobileKernelBench: judge LLM-written MNN CPU kernels on phones, and MoKA, the agent that writes them."""
+    _sigterm_as_ctrl_c()
     ctx.obj = settings_module.load()
 
 
@@ -109,6 +123,8 @@ def tasks_validate(s: settings_module.Settings, names: tuple[str, ...], suite: s
     from . import validate as task_validate
 
     found, errors = _load_tasks(s, suite, names)
+    if write and (refusal := task_validate.write_refusal(found)):
+        fail(refusal)
     checks = task_validate.validate(found, s, workers)
     if write:
         for task, check in zip(found, checks):
@@ -666,6 +682,137 @@ def export(s: settings_module.Settings, run_id: str | None, fmt: str, out_dir: s
         fail(str(error).strip("'\""))
     click.echo(attempts)
     click.echo(calls)
+
+
+# ---------------------------------------------------------------- appliance
+@main.group()
+def appliance() -> None:
+    """The appliance image: build it once, run it (air-gapped), save it for and load it on an offline machine."""
+
+
+def _appliance_run_options(command, image, data, network, adb_server, privileged, env, checkout, read_only, cap_add):
+    from pathlib import Path
+
+    from .image import RunOptions
+
+    pairs = []
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--env takes KEY=VALUE, got {item!r}")
+        pairs.append((key, value))
+    return RunOptions(command=tuple(command), image=image, data=data, network=network, adb_server=adb_server,
+                      privileged=privileged, env=tuple(pairs), checkout=Path(checkout) if checkout else None,
+                      read_only=read_only, cap_add=tuple(cap_add))
+
+
+def _container_options(function):
+    """The options `run` and `shell` share: which image, where the data lives, network, USB, sandbox."""
+    for option in reversed([
+        click.option("--image", default="mkbench:latest", show_default=True),
+        click.option("--data", default="mkbench-data", show_default=True,
+                     help="the data folder (/data): a named volume, or a host folder (a path)"),
+        click.option("--network", type=click.Choice(["none", "host"]), default="none", show_default=True,
+                     help="host: for an LLM server on the network"),
+        click.option("--adb-server", metavar="HOST:PORT", help="use the host's adb server instead of one inside (implies --network host)"),
+        click.option("--privileged", is_flag=True, help="a privileged container (instead of the sandbox's security options)"),
+        click.option("--env", "-e", multiple=True, metavar="KEY=VALUE", help="a variable for mkbench (MKBENCH_LLM, ...)"),
+        click.option("--checkout", type=click.Path(exists=True, file_okay=False), help="mount this source checkout read-only (for `test`)"),
+        click.option("--read-only/--writable", "read_only", default=True, show_default=True,
+                     help="the image's file system (everything mkbench makes goes to /data)"),
+        click.option("--cap-add", multiple=True, metavar="CAPABILITY", help="a capability on top (the tests' network namespaces)"),
+    ]):
+        function = option(function)
+    return function
+
+
+@appliance.command("build")
+@click.option("--tag", default="mkbench:latest", show_default=True)
+@click.option("--base", default="debian:bookworm-slim", show_default=True,
+              help="the Debian bookworm base; where it is missing and no registry answers, one is made with debootstrap")
+@click.option("--model", default=None, help="the manifest model baked in (default: the manifest's default)")
+@click.option("--target", default=None, help="a Dockerfile stage to stop at")
+@click.option("--ndk", type=click.Path(exists=True, file_okay=False), default=None, envvar="ANDROID_NDK_HOME",
+              help="an unzipped Android NDK for arm64 builds  [default: $ANDROID_NDK_HOME]")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None, envvar=["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"],
+              help="CA certificates pip trusts while building  [default: $PIP_CERT, $REQUESTS_CA_BUNDLE or $SSL_CERT_FILE]")
+@click.option("--mirror", default=None, help="the Debian mirror for debootstrap (default: this machine's apt mirror)")
+@click.pass_obj
+def appliance_build(s: settings_module.Settings, tag, base, model, target, ndk, ca_bundle, mirror) -> None:
+    """Build the image: Debian toolchains, Python dependencies, the MNN builds, the model, mkbench."""
+    from pathlib import Path
+
+    from .image import ApplianceError, BuildOptions, build
+
+    options = BuildOptions(tag=tag, base=base, model=model, target=target, ndk=Path(ndk) if ndk else None,
+                           ca_bundle=Path(ca_bundle) if ca_bundle else None, mirror=mirror)
+    try:
+        build(options, s, say=click.echo)
+    except (ApplianceError, LookupError) as error:
+        fail(str(error))
+
+
+@appliance.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@_container_options
+@click.option("--dry-run", is_flag=True, help="print the docker command instead of running it")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def appliance_run(dry_run, command, **container) -> None:
+    """Run a mkbench COMMAND in the image (default: run-all), e.g. `mkbench appliance run run-all --tasks smoke -d emulator`."""
+    import shlex
+
+    from .image import ApplianceError, container_spec, run
+
+    options = _appliance_run_options(command or ("run-all",), **container)
+    try:
+        spec = container_spec(options)
+        if dry_run:
+            click.echo(shlex.join(spec.argv()))
+            return
+        sys.exit(run(spec))
+    except ApplianceError as error:
+        fail(str(error))
+
+
+@appliance.command("shell")
+@_container_options
+def appliance_shell(**container) -> None:
+    """A shell in the image, with the same data, devices and options as `run`."""
+    from .image import ApplianceError, container_spec, shell
+
+    try:
+        shell(container_spec(_appliance_run_options(("shell",), **container)))
+    except ApplianceError as error:
+        fail(str(error))
+
+
+@appliance.command("save")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--image", default="mkbench:latest", show_default=True)
+def appliance_save(path: str, image: str) -> None:
+    """Save the image to a tarball, with its sha256 in PATH.sha256, to carry to an offline machine."""
+    from pathlib import Path
+
+    from .image import ApplianceError, save
+
+    try:
+        save(image, Path(path), say=click.echo)
+    except ApplianceError as error:
+        fail(str(error))
+
+
+@appliance.command("load")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--sha256", "expected", default=None, help="the tarball's sha256 (default: from PATH.sha256)")
+def appliance_load(path: str, expected: str | None) -> None:
+    """Load a saved image, after checking its sha256."""
+    from pathlib import Path
+
+    from .image import ApplianceError, load
+
+    try:
+        load(Path(path), expected, say=click.echo)
+    except ApplianceError as error:
+        fail(str(error))
 
 
 if __name__ == "__main__":

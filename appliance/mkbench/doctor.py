@@ -14,6 +14,7 @@ from .checks import Check
 from .devices import doctor_checks as device_checks
 from .llm.models import doctor_checks as model_checks
 from .mnn.status import doctor_checks as mnn_checks
+from .sandbox import doctor_checks as sandbox_checks
 
 
 def _tool(name: str, binary: str, how: str) -> Check:
@@ -53,10 +54,10 @@ def _arm64_toolchain(s: settings_module.Settings) -> Check:
 
 
 def _extra_checks(s: settings_module.Settings) -> list[Check]:
-    """Checks owned by the modules that own a resource (MNN tree and builds, models, devices),
+    """Checks owned by the modules that own a resource (MNN tree and builds, models, devices, the jail),
     each isolated from failure: a broken probe is itself a finding, never a crash."""
     checks: list[Check] = []
-    for name, probe in (("mnn", mnn_checks), ("models", model_checks), ("devices", device_checks)):
+    for name, probe in (("mnn", mnn_checks), ("models", model_checks), ("devices", device_checks), ("sandbox", sandbox_checks)):
         try:
             checks.extend(probe(s))
         except Exception as error:

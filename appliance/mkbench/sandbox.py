@@ -15,11 +15,12 @@ the harness dying leaves no process behind.
 Who the program runs as: when mkbench runs as root, bwrap sets the jail up as root (so the paths
 it binds may lie under /root) and `setpriv` inside it becomes the unprivileged `nobody` with no
 capabilities before the program starts (root would ignore the process limit and could raise the
-others back; an unprivileged host uid cannot). For that, bwrap needs CAP_SYS_ADMIN: in a container,
-`--privileged`, or `--cap-add SYS_ADMIN` with `--security-opt seccomp=unconfined` (and
-`apparmor=unconfined` where AppArmor confines containers). Run as another user, mkbench uses
-bwrap's unprivileged user namespaces instead (on by default in Debian and Ubuntu).
-Where neither is possible, MKBENCH_SANDBOX=off judges without the jail, and every verdict records it.
+others back; an unprivileged host uid cannot). For that, bwrap needs CAP_SYS_ADMIN, and in a
+container Docker's default seccomp profile and its masked /proc paths forbid the jail's mounts:
+run the appliance with `--privileged`, or with CONTAINER_OPTIONS below (what `mkbench appliance
+run` passes). Run as another user, mkbench uses bwrap's unprivileged user namespaces instead (on by
+default in Debian and Ubuntu). Where neither is possible, MKBENCH_SANDBOX=off judges without the
+jail, and every verdict records it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# What a Docker container needs for the jail when mkbench runs as root in it (the image's user):
+# bwrap mounts as root, so CAP_SYS_ADMIN; Docker's default seccomp profile refuses the namespaces
+# (seccomp=unconfined), and the /proc paths it masks forbid mounting a new /proc (systempaths=
+# unconfined); on hosts with AppArmor its default profile refuses the mounts too (apparmor=unconfined).
+# `--privileged` gives all of these at once.
+CONTAINER_OPTIONS = ("--cap-add SYS_ADMIN", "--security-opt seccomp=unconfined",
+                     "--security-opt systempaths=unconfined", "--security-opt apparmor=unconfined")
 
 NOBODY = 65534  # the uid and gid untrusted code runs as when mkbench runs as root
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc")
@@ -71,6 +80,10 @@ def wrap(argv: list[str], jail: Jail, cwd: str | Path, enabled: bool = True) -> 
     if problem:
         raise SandboxUnavailable(problem)
     _own(jail.writable)
+    return Wrapped(_command(argv, jail, cwd), {"PATH": PATH})
+
+
+def _command(argv: list[str], jail: Jail, cwd: str | Path) -> list[str]:
     command = [*_limits(jail), "bwrap", *_namespaces(), "--die-with-parent", "--new-session",
                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for folder in SYSTEM_DIRS:
@@ -85,7 +98,7 @@ def wrap(argv: list[str], jail: Jail, cwd: str | Path, enabled: bool = True) -> 
                 "--setenv", "LANG", "C.UTF-8"]
     for name, value in jail.env:
         command += ["--setenv", name, value]
-    return Wrapped([*command, "--", *_unprivileged(), *argv], {"PATH": PATH})
+    return [*command, "--", *_unprivileged(), *argv]
 
 
 def command_wrapper(jail: Jail, enabled: bool = True):
@@ -154,15 +167,23 @@ def unavailable() -> str:
     for tool in ("bwrap", "prlimit", *(["setpriv"] if os.geteuid() == 0 else [])):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install bubblewrap util-linux): the candidate sandbox needs it"
-    probe = [*_limits(Jail()), "bwrap", *_namespaces(), "--die-with-parent",
-             *[a for folder in SYSTEM_DIRS for a in ("--ro-bind-try", folder, folder)], "--", *_unprivileged(), "true"]
+    probe = _command(["true"], Jail(), "/")  # the jail as wrap() makes it: a new /proc is what a container refuses first
     try:
         result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as error:
         return f"the candidate sandbox does not start: {error}"
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-        return (f"the candidate sandbox does not start ({last}): in a container, run it with --privileged or "
-                "--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined; or set "
-                "MKBENCH_SANDBOX=off to judge without it (every verdict then records that)")
+        return (f"the candidate sandbox does not start ({last}): in a container, run it with --privileged or with "
+                f"{' '.join(CONTAINER_OPTIONS)}; or set MKBENCH_SANDBOX=off to judge without it (every verdict then records that)")
     return ""
+
+
+def doctor_checks(settings) -> list:
+    """Does the jail start here (or is it switched off)?"""
+    from .checks import Check
+
+    if not settings.sandbox:
+        return [Check("candidate sandbox", True, "off (MKBENCH_SANDBOX=off): untrusted code runs unjailed, and every verdict records it")]
+    problem = unavailable()
+    return [Check("candidate sandbox", not problem, problem or "bubblewrap starts: untrusted code runs jailed")]

@@ -14,8 +14,30 @@ from typing import Mapping
 
 import platformdirs
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILTIN_TASKS = REPO_ROOT / "tasks"  # the task suites that ship with mkbench
+PACKAGED = Path(__file__).resolve().parent / "shipped"  # where a wheel carries the shipped folders
+
+
+def shipped_root() -> Path:
+    """The folder that holds what ships with mkbench beside its code: `tasks/` (the suites and run
+    configs), `mnn/` (the pin, the runner, the worked examples), `models/` (the manifest), `ndk/`.
+
+    In a source checkout, and in an editable install of one, that is the checkout itself, two
+    levels above this package. A wheel (a regular install, as in the appliance image) carries a
+    copy of those four folders inside the package, as `mkbench/shipped/`, which `setup.py` puts
+    there when the wheel is built. One rule, no configuration: the packaged copy when it exists,
+    else the checkout. The packaged copy is read-only to mkbench (see `in_package`)."""
+    return PACKAGED if PACKAGED.is_dir() else Path(__file__).resolve().parents[2]
+
+
+SHIPPED = shipped_root()
+BUILTIN_TASKS = SHIPPED / "tasks"  # the task suites that ship with mkbench
+
+
+def in_package(path: Path) -> bool:
+    """Is this file part of the copy an installed wheel carries (mkbench/shipped/)? mkbench never
+    writes there: the install is read-only to it, and a change would be lost at the next install."""
+    return Path(path).resolve().is_relative_to(PACKAGED)
+
 
 # The MNN release the judge is pinned to (see mnn/pin.toml for the source of truth).
 MNN_TAG = "3.6.1"
@@ -37,11 +59,11 @@ class Settings:
     """Where mkbench keeps its data and where it finds its inputs."""
 
     home: Path  # MKBENCH_HOME: database, builds, models, caches
-    tasks_dir: Path  # the task spec files (the repo's tasks/ folder)
+    tasks_dir: Path  # MKBENCH_TASKS: the task spec files (default: the shipped tasks/ folder)
     mnn_src: Path | None  # MKBENCH_MNN_SRC: the pinned MNN tree (dir or tarball)
     ndk_home: Path | None  # ANDROID_NDK_HOME: preferred arm64 toolchain when set
     models_dir: Path  # MKBENCH_MODELS: GGUF files and their registry
-    builds_dir: Path  # MKBENCH_BUILDS: MNN builds and candidate workspaces (shareable cache)
+    builds_dir: Path  # MKBENCH_BUILDS: native MNN builds and MNNConvert (shareable; read-only in the appliance image)
     sandbox: bool = True  # MKBENCH_SANDBOX=off: untrusted code runs unjailed (recorded with every verdict)
     threads: int = JUDGE_THREADS  # MKBENCH_THREADS: threads of MNN's CPU backend, the same for both sides (recorded)
     timing_budget: float = 15.0  # MKBENCH_TIMING_BUDGET: seconds of timed runs an evaluation may add for precision

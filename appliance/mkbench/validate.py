@@ -262,10 +262,27 @@ class Summary:
     not_judgeable: tuple[str, ...] = ()  # runnable, but MNN never asks any kind of kernel for a target
 
 
+def write_refusal(tasks: list[Task]) -> str:
+    """Why `--write` may not record findings in these specs ("" when it may). Specs anywhere may be
+    written (a checkout's tasks/, MKBENCH_TASKS, the data folder's imported tasks) except the
+    built-in ones an installed mkbench carries (the appliance image's): those are read-only to
+    mkbench, and are changed in a source checkout, where `--write` records them for the next build."""
+    packaged = [t for t in tasks if settings_module.in_package(t.path)]
+    if not packaged:
+        return ""
+    names = ", ".join(t.name for t in packaged[:3]) + (f" and {len(packaged) - 3} more" if len(packaged) > 3 else "")
+    return (f"--write would change built-in task specs of this installed mkbench ({names}, under "
+            f"{settings_module.PACKAGED / 'tasks'}): change them in a source checkout (its tasks/ folder) "
+            "and rebuild; validate without --write to see the findings")
+
+
 def findings_to_spec(task: Task, check: TaskCheck) -> None:
-    """Record what conversion and native MNN showed in the task's spec file."""
+    """Record what conversion and native MNN showed in the task's spec file (never a built-in
+    spec of an installed mkbench: see write_refusal)."""
     from .tasks.spec import write_section
 
+    if settings_module.in_package(task.path):
+        raise ValueError(write_refusal([task]))
     if check.kind:
         write_section(task.path, "mnn", {"kind": check.kind, "targets": [list(t) if t[1] else [t[0]] for t in check.targets],
                                          "converted_ops": list(check.converted_ops),

@@ -31,7 +31,7 @@ from .. import settings as settings_module
 from ..checks import Check
 from .gguf import GGUFError, read_header
 
-MANIFEST_PATH = settings_module.REPO_ROOT / "models" / "manifest.toml"
+MANIFEST_PATH = settings_module.SHIPPED / "models" / "manifest.toml"
 REGISTRY_NAME = "registry.json"
 _BLOCK = 4 << 20
 

@@ -31,7 +31,7 @@ from . import tree as tree_module
 from .register_copies import REGISTER_SOURCE, RUNNER_DIR, geometry_register_symbol
 from .symbols import read_symbols, vtable_classes
 from .toolbox import BuildError, BuildLog, binutil, cache_key, ccache_env, compile_cpp, first_error, jobs, record_build
-from .toolchain import TARGETS, Toolchain, ToolchainError, toolchain
+from .toolchain import TARGETS, Toolchain, ToolchainError, key_args, toolchain
 
 # Bump when the way builds are made changes (invalidates every cached build).
 BUILD_RECIPE = 1
@@ -101,7 +101,7 @@ class BuildStatus:
 
 def library_key(tc: Toolchain, fingerprint: str) -> str:
     """Cache key of the MNN library layer: target, toolchain, tree and options."""
-    return cache_key(BUILD_RECIPE, tc.target, tc.name, tc.identity, tc.cmake_args, fingerprint, MNN_OPTIONS)[:16]
+    return cache_key(BUILD_RECIPE, tc.target, tc.name, tc.identity, key_args(tc), fingerprint, MNN_OPTIONS)[:16]
 
 
 def runner_sources() -> list[Path]:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .. import settings as settings_module
 from ..filelock import built_once, locked
-from ..settings import REPO_ROOT
+from ..settings import SHIPPED
 from . import build as build_module
 from . import tree as tree_module
 from .build import BUILD_RECIPE, MNN_OPTIONS
@@ -43,7 +43,7 @@ from . import object_rules
 from .symbols import defines_class, read_symbols, vtable_classes
 from .toolbox import (CANDIDATE_COMPILE_SECONDS, BuildError, BuildLog, binutil, cache_key, candidate_compile_jail, compile_cpp, first_error,
                       include_roots, record_build)
-from .toolchain import Toolchain, toolchain
+from .toolchain import Toolchain, key_args, toolchain
 
 # The native build's options with the converter and its bundled protobuf turned on.
 CONVERTER_OPTIONS: dict[str, str] = {**MNN_OPTIONS, "MNN_BUILD_CONVERTER": "ON", "MNN_BUILD_PROTOBUFFER": "ON"}
@@ -51,7 +51,7 @@ CONVERTER_OPTIONS: dict[str, str] = {**MNN_OPTIONS, "MNN_BUILD_CONVERTER": "ON",
 ONNXEXTRA_DIR = "tools/converter/source/optimizer/onnxextra"
 # Any onnxextra file: its compile line is the one a candidate transform gets.
 ONNXEXTRA_SAMPLE = f"{ONNXEXTRA_DIR}/OnnxSoftplus.cpp"
-RECORDER_SOURCE = REPO_ROOT / "mnn" / "converter" / "mkbench_transform_record.cpp"
+RECORDER_SOURCE = SHIPPED / "mnn" / "converter" / "mkbench_transform_record.cpp"
 DEPS_ARCHIVE = "tools/converter/libMNNConvertDeps.a"
 
 # The environment variable naming the file a candidate converter appends "candidate <op>" to.
@@ -66,7 +66,7 @@ _ONNX_OP = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 def converter_key(tc: Toolchain, fingerprint: str) -> str:
     """Cache key of the converter build: toolchain, tree and options (like build.library_key)."""
-    return cache_key(BUILD_RECIPE, "converter", tc.target, tc.name, tc.identity, tc.cmake_args, fingerprint, CONVERTER_OPTIONS)[:16]
+    return cache_key(BUILD_RECIPE, "converter", tc.target, tc.name, tc.identity, key_args(tc), fingerprint, CONVERTER_OPTIONS)[:16]
 
 
 @dataclass(frozen=True)

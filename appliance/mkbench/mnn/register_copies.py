@@ -18,10 +18,10 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from ..settings import REPO_ROOT
+from ..settings import SHIPPED
 from .toolbox import BuildError, BuildLog, binutil, compile_cpp, first_error
 
-RUNNER_DIR = REPO_ROOT / "mnn" / "runner"
+RUNNER_DIR = SHIPPED / "mnn" / "runner"
 REGISTER_SOURCE = "source/backend/cpu/CPUOPRegister.cpp"
 GEOMETRY_REGISTER_SOURCE = "source/geometry/GeometryOPRegister.cpp"
 

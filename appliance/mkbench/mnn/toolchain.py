@@ -7,6 +7,7 @@ and an identity string (compiler versions) that goes into every build's cache ke
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import shutil
 import subprocess
@@ -17,8 +18,8 @@ from .. import settings as settings_module
 
 TARGETS = ("host", "arm64")
 
-MNN_DIR = settings_module.REPO_ROOT / "mnn"
-NDK_PIN = settings_module.REPO_ROOT / "ndk" / "pin.toml"
+MNN_DIR = settings_module.SHIPPED / "mnn"
+NDK_PIN = settings_module.SHIPPED / "ndk" / "pin.toml"
 
 ANDROID_ABI = "arm64-v8a"
 ANDROID_PLATFORM = "android-24"
@@ -105,6 +106,21 @@ def toolchain(target: str, settings: settings_module.Settings) -> Toolchain:
         identity=_version("aarch64-linux-gnu-g++"),
         run_prefix=(qemu,) if qemu else (),
     )
+
+
+def key_args(tc: Toolchain) -> tuple[str, ...]:
+    """The CMake arguments as a build's cache key sees them: a file of mkbench's own (the Debian cross
+    toolchain file) by its path inside mkbench and its content, not by where mkbench is installed, so
+    a build made from one install (the image's build stage) is found from another (its site-packages)."""
+    root = str(settings_module.SHIPPED)
+    args = []
+    for arg in tc.cmake_args:
+        name, sep, value = arg.partition("=")
+        if sep and value.startswith(root + "/") and Path(value).is_file():
+            digest = hashlib.sha256(Path(value).read_bytes()).hexdigest()[:16]
+            arg = f"{name}=<mkbench>/{Path(value).relative_to(root).as_posix()}@{digest}"
+        args.append(arg)
+    return tuple(args)
 
 
 def ndk_check(settings: settings_module.Settings) -> tuple[str, bool, str] | None:

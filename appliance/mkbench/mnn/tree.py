@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import settings as settings_module
 from ..filelock import locked
 
-PIN_FILE = settings_module.REPO_ROOT / "mnn" / "pin.toml"
+PIN_FILE = settings_module.SHIPPED / "mnn" / "pin.toml"
 
 # Where a machine set up for mkbench keeps the tree when MKBENCH_MNN_SRC is unset.
 DEFAULT_TREE = Path("/var/cache/mkbench/mnn-3.6.1")

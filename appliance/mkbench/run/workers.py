@@ -35,7 +35,7 @@ from .work_queue import WorkQueue
 def execute(run_id: str, db, config: RunConfig, tasks: list[Task], devices: list[Device], backend,
             progress: Progress, settings: settings_module.Settings) -> RunSummary:
     """Do every unfinished item of the run with the devices at hand; returns when all are done or
-    nothing more can be done (devices lost, too many failures, Ctrl-C)."""
+    nothing more can be done (devices lost, too many failures, Ctrl-C or SIGTERM)."""
     started = time.monotonic()
     try:
         with held_or_busy(settings.home / "locks" / f"run-{run_id}.lock", f"run {run_id} is running in another mkbench process"):
@@ -73,38 +73,54 @@ def _execute_locked(run_id, db, config, tasks, devices, backend, progress, setti
         if slot != POOL and serial not in {d.serial for d in devices} and queue.pending():
             progress.note(f"device {serial} is not attached: its items wait for a later resume")
 
-    threads = []
+    workers = []
     for device in devices:
         lock = threading.Lock()
         for index in range(_workers_for(device, config)):
-            thread = threading.Thread(target=state.work, args=(device, device.serial, slot_rows[device.serial], index, lock),
-                                      name=f"mkbench-{device.serial}-{index}", daemon=True)
-            threads.append(thread)
-            thread.start()
+            worker = _Worker(state.work, (device, device.serial, slot_rows[device.serial], index, lock), f"mkbench-{device.serial}-{index}")
+            workers.append(worker)
     interrupted = False
     try:
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(0.5)
+        _wait_for(workers)
     except KeyboardInterrupt:
         interrupted = True
         queue.stop()
-        progress.note("stopping: the items in progress finish first (Ctrl-C again to stop at once; they are redone on resume)")
+        progress.note("stopping: the items in progress finish first (Ctrl-C or SIGTERM again to stop at once; they are redone on resume)")
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.5)
+            _wait_for(workers)
         except KeyboardInterrupt:
             rows.set_run_status(store.open_db(settings.db_path), run_id, "interrupted")
             raise
     db = store.open_db(settings.db_path)  # this thread's connection may have waited long; a fresh one is cheap
-    message = state.stop_reason or ("stopped by Ctrl-C" if interrupted else "")
+    message = state.stop_reason or ("stopped by Ctrl-C or SIGTERM" if interrupted else "")
     summary = summarise(db, run_id, state.done_now, time.monotonic() - started, message)
     if summary.pending and summary.lost_devices and not message:
         summary = replace(summary, message=f"lost {', '.join(summary.lost_devices)}: reconnect and `mkbench run resume {run_id}`")
     rows.set_run_status(db, run_id, summary.status)
     progress.end(summary)
     return summary
+
+
+class _Worker:
+    """A worker thread that says when it has ended. Thread.join and is_alive cannot: a KeyboardInterrupt
+    arriving inside join() makes is_alive() false for a thread that still runs (CPython 3.11), and
+    the run would end under the items in progress instead of letting them finish."""
+
+    def __init__(self, target, args: tuple, name: str):
+        self.ended = threading.Event()
+        threading.Thread(target=self._run, args=(target, args), name=name, daemon=True).start()
+
+    def _run(self, target, args: tuple) -> None:
+        try:
+            target(*args)
+        finally:
+            self.ended.set()
+
+
+def _wait_for(workers: list[_Worker]) -> None:
+    """Until every worker has ended; sleeping, so Ctrl-C and SIGTERM land where nothing breaks."""
+    while not all(w.ended.is_set() for w in workers):
+        time.sleep(0.2)
 
 
 def _workers_for(device: Device, config: RunConfig) -> int:
