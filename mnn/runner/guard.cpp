@@ -29,6 +29,7 @@
 // when the fifth word says the guard waits; the guard samples that count at most every 0.2 ms.
 // The guard exits 0 when FILE was written, 2 on its own failure (bad arguments, fork, FILE).
 #include <dirent.h>
+#include <utility>
 #include <fcntl.h>
 #include <signal.h>
 #include <linux/futex.h>
@@ -241,11 +242,8 @@ int main(int argc, char** argv) {
     bool timedOut = false;
     std::vector<std::pair<int64_t, uint32_t>> samples;  // (when, timed runs done) in the timed phase
     int64_t lastSample = 0;
-    while (true) {
-        pid_t done = waitpid(child, &status, WNOHANG);
-        if (done == child) break;
-        if (done < 0 && errno != EINTR) die("cannot wait for the program");
-        const int64_t now = nowNs();
+    // Reads the page: marks newly reached, and a sample when the count of timed runs moved.
+    auto observe = [&](int64_t now) {
         const uint32_t seen = page[1];
         const uint32_t count = __atomic_load_n(&page[3], __ATOMIC_SEQ_CST);
         for (uint32_t mark = phase + 1; mark <= seen && mark <= 3; ++mark) {
@@ -257,6 +255,17 @@ int main(int argc, char** argv) {
             samples.push_back({now, count});
             lastSample = now;
         }
+        return std::make_pair(seen, count);
+    };
+    while (true) {
+        pid_t done = waitpid(child, &status, WNOHANG);
+        if (done == child) {
+            observe(nowNs());  // what it marked between the last look and its exit (its end mark, often)
+            break;
+        }
+        if (done < 0 && errno != EINTR) die("cannot wait for the program");
+        const int64_t now = nowNs();
+        const auto [seen, count] = observe(now);
         if (!stopped && marks[1] != 0 && now - start >= marks[1] + stopNs) {
             __atomic_store_n(&page[2], randomBelow(extra), __ATOMIC_SEQ_CST);  // how many runs after this one
             __atomic_store_n(&page[0], 1u, __ATOMIC_SEQ_CST);
