@@ -11,7 +11,7 @@
 # Stages, each cached on its own inputs, so a change to mkbench's code rebuilds in seconds:
 #   system   toolchains and tools from Debian (qemu for aarch64 only), a Python venv
 #   python   mkbench's Python dependencies; llama-cpp-python from source without native CPU flags
-#   mnn      the MNN tree checked against mnn/pin.toml; host, arm64 and MNNConvert builds
+#   mnn      the MNN tree checked against mnn/pin.toml; host and arm64 libraries and MNNConvert, then the runners
 #   model    the model, downloaded from its PyPI chunks and verified by sha256
 #   (last)   python + the builds, the model and mkbench itself; code and builds read-only, data in /data
 ARG BASE=debian:bookworm-slim
@@ -56,18 +56,33 @@ RUN set -e; mkdir -p /opt/mkbench/mnn /opt/android-ndk; \
     tar -xf "$tarball" -C /opt/mkbench/mnn; \
     if [ -d /opt/mkbench/vendor/android-ndk ]; then rmdir /opt/android-ndk; mv /opt/mkbench/vendor/android-ndk /opt/android-ndk; fi; \
     rm -rf /opt/mkbench/vendor
-# Only the code the builds run: a change elsewhere in mkbench keeps these layers.
+# Only the code the builds run (tests/test_image.py imports the stage from these copies alone): a
+# change elsewhere in mkbench keeps these layers.
 COPY appliance/mkbench/__init__.py appliance/mkbench/settings.py appliance/mkbench/filelock.py appliance/mkbench/prebuild.py \
      appliance/mkbench/sandbox.py /opt/mkbench/build-src/appliance/mkbench/
 COPY appliance/mkbench/store/ /opt/mkbench/build-src/appliance/mkbench/store/
-COPY appliance/mkbench/mnn/ /opt/mkbench/build-src/appliance/mkbench/mnn/
-COPY mnn/ /opt/mkbench/build-src/mnn/
+COPY appliance/mkbench/mnn/__init__.py appliance/mkbench/mnn/build.py appliance/mkbench/mnn/converter_build.py \
+     appliance/mkbench/mnn/object_rules.py appliance/mkbench/mnn/register_copies.py appliance/mkbench/mnn/symbols.py \
+     appliance/mkbench/mnn/toolbox.py appliance/mkbench/mnn/toolchain.py appliance/mkbench/mnn/tree.py \
+     /opt/mkbench/build-src/appliance/mkbench/mnn/
+COPY mnn/pin.toml /opt/mkbench/build-src/mnn/pin.toml
+COPY mnn/toolchains/ /opt/mkbench/build-src/mnn/toolchains/
+COPY mnn/converter/ /opt/mkbench/build-src/mnn/converter/
 COPY ndk/pin.toml /opt/mkbench/build-src/ndk/pin.toml
+# The libraries and MNNConvert (about half an hour cold), then the runners on them (a minute): a
+# change to the runner's sources (mnn/runner/) redoes only the second.
 RUN set -e; \
     if [ -f /opt/android-ndk/build/cmake/android.toolchain.cmake ]; then export ANDROID_NDK_HOME=/opt/android-ndk; fi; \
     cd /opt/mkbench/build-src; \
     MKBENCH_HOME=/tmp/prebuild MKBENCH_BUILDS=/opt/mkbench/builds MKBENCH_MNN_SRC=/opt/mkbench/mnn CCACHE_DIR=/tmp/ccache \
-        PYTHONPATH=/opt/mkbench/build-src/appliance python3 -m mkbench.prebuild mnn host arm64 converter; \
+        PYTHONPATH=/opt/mkbench/build-src/appliance python3 -m mkbench.prebuild libraries host arm64 converter; \
+    rm -rf /tmp/prebuild /tmp/ccache /opt/mkbench/builds/*.lock
+COPY mnn/runner/ /opt/mkbench/build-src/mnn/runner/
+RUN set -e; \
+    if [ -f /opt/android-ndk/build/cmake/android.toolchain.cmake ]; then export ANDROID_NDK_HOME=/opt/android-ndk; fi; \
+    cd /opt/mkbench/build-src; \
+    MKBENCH_HOME=/tmp/prebuild MKBENCH_BUILDS=/opt/mkbench/builds MKBENCH_MNN_SRC=/opt/mkbench/mnn CCACHE_DIR=/tmp/ccache \
+        PYTHONPATH=/opt/mkbench/build-src/appliance python3 -m mkbench.prebuild mnn host arm64; \
     rm -rf /tmp/prebuild /tmp/ccache /opt/mkbench/builds/*.lock
 
 # ---------------------------------------------------------------- model

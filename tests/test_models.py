@@ -174,9 +174,18 @@ def test_a_truncated_manifest_model_is_refused(tmp_path):
         models.resolve(spec.name, s)
 
 
-def test_doctor_reports_the_default_model(tmp_path):
+def test_doctor_reports_the_default_model(tmp_path, monkeypatch):
+    monkeypatch.delenv("MKBENCH_LLM", raising=False)
     checks = models.doctor_checks(settings_for(tmp_path, tmp_path / "models"))
     assert checks[0].name == "default model" and not checks[0].ok and "mkbench models install" in checks[0].detail
+
+
+def test_doctor_reports_the_model_mkbench_llm_names(tmp_path, monkeypatch):
+    """The image sets MKBENCH_LLM to the model baked in (the tests' image: the small one)."""
+    small = models.load_manifest().small
+    monkeypatch.setenv("MKBENCH_LLM", f"llama.cpp:{small}?n_ctx=4096")
+    checks = models.doctor_checks(settings_for(tmp_path, tmp_path / "models"))
+    assert checks[0].name == "model (MKBENCH_LLM)" and checks[0].detail.startswith(f"{small}: ")
 
 
 # ---------------------------------------------------------------- install (real PyPI chunks)

@@ -15,10 +15,10 @@ the harness dying leaves no process behind.
 Who the program runs as: when mkbench runs as root, bwrap sets the jail up as root (so the paths
 it binds may lie under /root) and `setpriv` inside it becomes the unprivileged `nobody` with no
 capabilities before the program starts (root would ignore the process limit and could raise the
-others back; an unprivileged host uid cannot). For that, bwrap needs CAP_SYS_ADMIN, and in a
-container Docker's default seccomp profile and its masked /proc paths forbid the jail's mounts:
-run the appliance with `--privileged`, or with CONTAINER_OPTIONS below (what `mkbench appliance
-run` passes). Run as another user, mkbench uses bwrap's unprivileged user namespaces instead (on by
+others back; an unprivileged host uid cannot). For that, bwrap needs CAP_SYS_ADMIN and
+CAP_NET_ADMIN, and in a container Docker's default seccomp profile and its masked /proc paths
+forbid the jail's mounts: run the appliance with `--privileged`, or with CONTAINER_OPTIONS below
+(what `mkbench appliance run` passes). Run as another user, mkbench uses bwrap's unprivileged user namespaces instead (on by
 default in Debian and Ubuntu). Where neither is possible, MKBENCH_SANDBOX=off judges without the
 jail, and every verdict records it.
 """
@@ -32,12 +32,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# What a Docker container needs for the jail when mkbench runs as root in it (the image's user):
-# bwrap mounts as root, so CAP_SYS_ADMIN; Docker's default seccomp profile refuses the namespaces
-# (seccomp=unconfined), and the /proc paths it masks forbid mounting a new /proc (systempaths=
-# unconfined); on hosts with AppArmor its default profile refuses the mounts too (apparmor=unconfined).
-# `--privileged` gives all of these at once.
-CONTAINER_OPTIONS = ("--cap-add SYS_ADMIN", "--security-opt seccomp=unconfined",
+# What a Docker container needs for the jail when mkbench runs as root in it (the image's user),
+# measured (Docker 20.10): bwrap mounts as root (CAP_SYS_ADMIN) and brings up the loopback of its
+# new network namespace (CAP_NET_ADMIN: without it "loopback: Failed RTM_NEWADDR"); Docker's default
+# seccomp profile refuses the namespaces (seccomp=unconfined), and the /proc paths it masks forbid
+# mounting a new /proc (systempaths=unconfined); on hosts with AppArmor its default profile refuses
+# the mounts too (apparmor=unconfined). `--privileged` gives all of these at once. The jailed program
+# has none of them: setpriv drops every capability before it starts.
+CONTAINER_OPTIONS = ("--cap-add SYS_ADMIN", "--cap-add NET_ADMIN", "--security-opt seccomp=unconfined",
                      "--security-opt systempaths=unconfined", "--security-opt apparmor=unconfined")
 
 NOBODY = 65534  # the uid and gid untrusted code runs as when mkbench runs as root

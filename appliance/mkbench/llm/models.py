@@ -468,16 +468,20 @@ def _write_json(path: Path, value) -> None:
 
 
 def doctor_checks(settings: settings_module.Settings) -> list[Check]:
-    """Is the default model installed and verified (cheap: trusts the registry for unchanged files)?"""
-    default = load_manifest().default
+    """Is the model runs use installed and verified (cheap: trusts the registry for unchanged files)?
+    That is the manifest model MKBENCH_LLM names (`llama.cpp:NAME`: the appliance image sets it to
+    the model baked in), else the manifest's default."""
+    manifest = load_manifest()
+    named = os.environ.get("MKBENCH_LLM", "").partition("?")[0].removeprefix("llama.cpp:")
+    chosen = named if named in {m.name for m in manifest.models} else manifest.default
     statuses = list_models(settings)
-    status = next(s for s in statuses if s.name == default)
-    verified = [s.name for s in statuses if s.state == "verified" and s.name != default]
+    status = next(s for s in statuses if s.name == chosen)
+    verified = [s.name for s in statuses if s.state == "verified" and s.name != chosen]
     return [
         Check(
-            "default model",
+            "default model" if chosen == manifest.default else "model (MKBENCH_LLM)",
             status.state == "verified",
-            f"{default}: {status.state}" + ("" if status.state == "verified" else f" ({status.detail})"),
+            f"{chosen}: {status.state}" + ("" if status.state == "verified" else f" ({status.detail})"),
         ),
         Check("other models", True, ", ".join(verified) or "none installed"),
     ]

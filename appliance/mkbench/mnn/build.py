@@ -272,8 +272,12 @@ def _load_manifest(path: Path) -> NativeBuild | None:
     return None if runner is None else _native_from(data, path, runner)
 
 
-def build_native(target: str, settings: settings_module.Settings) -> NativeBuild:
-    """The native build for a target: reused when cached, else built (minutes) and recorded."""
+def build_native(target: str, settings: settings_module.Settings, with_runner: bool = True) -> NativeBuild:
+    """The native build for a target: reused when cached, else built (minutes) and recorded.
+
+    with_runner=False builds the MNN library layer alone (its NativeBuild's runner is "pending"):
+    the appliance image builds the libraries in a layer of their own, so a change to the runner's
+    sources rebuilds the runners (a minute), not MNN (half an hour)."""
     s = settings
     tc = toolchain(target, s)
     tree = tree_module.open_tree(s)
@@ -281,20 +285,24 @@ def build_native(target: str, settings: settings_module.Settings) -> NativeBuild
     directory = s.builds_dir / f"native-{target}-{key}"
 
     def ready() -> NativeBuild | None:
+        if not with_runner:
+            manifest = directory / "build.json"
+            return _native_from(json.loads(manifest.read_text()), directory, None) if manifest.is_file() else None
         cached = _load_manifest(directory)
         return cached if cached is not None and cached.runner.is_file() else None
 
     return built_once(s.builds_dir / f"native-{target}-{key}.lock", ready,
-                      lambda: _build_native_locked(s, tc, tree, key, directory))
+                      lambda: _build_native_locked(s, tc, tree, key, directory, with_runner))
 
 
-def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_module.Tree, key: str, directory: Path) -> NativeBuild:
+def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_module.Tree, key: str, directory: Path,
+                         with_runner: bool = True) -> NativeBuild:
     log = BuildLog([])
     started = time.monotonic()
     manifest_path = directory / "build.json"
     data = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
     built_library = data is None
-    rkey = runner_key()
+    rkey = runner_key() if with_runner else ""
     ok = False
     try:
         if data is None:
@@ -310,9 +318,10 @@ def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_
                 "run_prefix": list(tc.run_prefix), "options": MNN_OPTIONS, "runners": {},
                 "library_seconds": round(time.monotonic() - started, 1),
             }
-        runner, objects, guard, bandwidth = _build_runner(_native_from(data, directory, None), directory / f"runner-{rkey}", log)
-        data["runners"][rkey] = {"runner": str(runner), "objects": [str(p) for p in objects], "guard": str(guard),
-                                 "bandwidth": str(bandwidth)}
+        if with_runner:
+            runner, objects, guard, bandwidth = _build_runner(_native_from(data, directory, None), directory / f"runner-{rkey}", log)
+            data["runners"][rkey] = {"runner": str(runner), "objects": [str(p) for p in objects], "guard": str(guard),
+                                     "bandwidth": str(bandwidth)}
         staging = manifest_path.with_suffix(".partial")
         staging.write_text(json.dumps(data, indent=1))
         staging.replace(manifest_path)
@@ -323,7 +332,7 @@ def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(log.text())
         record_build(s, tc.target, "native", key, ok, seconds, log.text())
-    built = _load_manifest(directory)
+    built = _load_manifest(directory) if with_runner else _native_from(data, directory, None)
     assert built is not None
     native_kernel_classes(built)  # cached now, so the first candidate build stays fast
     return built
