@@ -161,7 +161,7 @@ case "$command" in
     test)
         # Here, by default. MKBENCH_TEST_IN=image (with a Docker engine): build the image with the
         # small model, run the suite inside it, and the engine and torch tests here (a cold image
-        # build takes over an hour on two cores: CI runs here).
+        # build, about 40 minutes on two cores, and the suite inside it exceed CI's 60: CI runs here).
         shift || true
         if [ "${MKBENCH_TEST_IN:-host}" = image ] && engine_answers; then
             setup_launcher "test"; setup_torch

@@ -183,8 +183,8 @@ def _engine_or_skip():
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory):
     """The image with the small model: MKBENCH_TEST_IMAGE (default mkbench:test) when the engine
-    has it; built now only with MKBENCH_TEST_BUILD_IMAGE=1 (a cold build takes over an hour on two
-    cores, more than CI's budget), else these tests skip saying how to build it."""
+    has it; built now only with MKBENCH_TEST_BUILD_IMAGE=1 (a cold build takes about 40 minutes on
+    two cores, too much for CI beside the suite), else these tests skip saying how to build it."""
     client = _engine_or_skip()
     try:
         client.images.get(TEST_TAG)
@@ -192,7 +192,7 @@ def appliance(tmp_path_factory):
     except Exception:  # docker.errors.ImageNotFound, or an engine that cannot say
         if os.environ.get("MKBENCH_TEST_BUILD_IMAGE") != "1":
             pytest.skip(f"no image {TEST_TAG}: build it with `./entrypoint.sh appliance build --tag {TEST_TAG} "
-                        f"--model {SMALL_MODEL}` (cold: over an hour on two cores), or set MKBENCH_TEST_BUILD_IMAGE=1")
+                        f"--model {SMALL_MODEL}` (cold: about 40 minutes on two cores), or set MKBENCH_TEST_BUILD_IMAGE=1")
     home = tmp_path_factory.mktemp("image-home")
     settings = settings_module.load({**os.environ, "MKBENCH_HOME": str(home)})
     try:
