@@ -18,9 +18,9 @@ capabilities before the program starts (root would ignore the process limit and 
 others back; an unprivileged host uid cannot). For that, bwrap needs CAP_SYS_ADMIN and
 CAP_NET_ADMIN, and in a container Docker's default seccomp profile and its masked /proc paths
 forbid the jail's mounts: run the appliance with `--privileged`, or with CONTAINER_OPTIONS below
-(what `mkbench appliance run` passes). Run as another user, mkbench uses bwrap's unprivileged user namespaces instead (on by
-default in Debian and Ubuntu). Where neither is possible, MKBENCH_SANDBOX=off judges without the
-jail, and every verdict records it.
+(what `mkbench appliance run` passes). Run as another user, mkbench uses bwrap's unprivileged user
+namespaces instead (on by default in Debian and Ubuntu). Where neither is possible,
+MKBENCH_SANDBOX=off judges without the jail, and every verdict records it.
 """
 
 from __future__ import annotations

@@ -263,11 +263,15 @@ def _native_from(data: dict, path: Path, runner: dict | None) -> NativeBuild:
     )
 
 
-def _load_manifest(path: Path) -> NativeBuild | None:
+def _load_manifest(path: Path, with_runner: bool = True) -> NativeBuild | None:
+    """The build recorded in path/build.json, with today's runner (None if it has none yet), or
+    with_runner=False its library alone (the runner "pending")."""
     manifest = path / "build.json"
     if not manifest.is_file():
         return None
     data = json.loads(manifest.read_text())
+    if not with_runner:
+        return _native_from(data, path, None)
     runner = data.get("runners", {}).get(runner_key())
     return None if runner is None else _native_from(data, path, runner)
 
@@ -285,11 +289,8 @@ def build_native(target: str, settings: settings_module.Settings, with_runner: b
     directory = s.builds_dir / f"native-{target}-{key}"
 
     def ready() -> NativeBuild | None:
-        if not with_runner:
-            manifest = directory / "build.json"
-            return _native_from(json.loads(manifest.read_text()), directory, None) if manifest.is_file() else None
-        cached = _load_manifest(directory)
-        return cached if cached is not None and cached.runner.is_file() else None
+        cached = _load_manifest(directory, with_runner)
+        return cached if cached is not None and (not with_runner or cached.runner.is_file()) else None
 
     return built_once(s.builds_dir / f"native-{target}-{key}.lock", ready,
                       lambda: _build_native_locked(s, tc, tree, key, directory, with_runner))
@@ -332,7 +333,7 @@ def _build_native_locked(s: settings_module.Settings, tc: Toolchain, tree: tree_
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(log.text())
         record_build(s, tc.target, "native", key, ok, seconds, log.text())
-    built = _load_manifest(directory) if with_runner else _native_from(data, directory, None)
+    built = _load_manifest(directory, with_runner)
     assert built is not None
     native_kernel_classes(built)  # cached now, so the first candidate build stays fast
     return built
