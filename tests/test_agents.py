@@ -82,10 +82,20 @@ def never_judge(*args, **kwargs):
 
 
 @pytest.fixture
-def solve(settings):
+def solve(mnn_settings):
     """solve(generator, mode, task, script, db, budget, judge=None, **options) -> (result, backend):
-    one attempt, begun and ended as a run does it (agents.attempt.run_attempt), on the host."""
+    one attempt, begun and ended as a run does it (agents.attempt.run_attempt), on the host. The
+    generators read the MNN tree (its index, the task's prompt), so the test skips without it."""
+    return _solver(mnn_settings)
 
+
+@pytest.fixture
+def solve_without_tree(settings):
+    """`solve` for an attempt that never reaches the MNN tree (a sample the lint rejects)."""
+    return _solver(settings)
+
+
+def _solver(settings):
     def run(generator: str, mode: str, task, script, db, budget: Budget, judge=None, **options):
         backend = script if isinstance(script, ReplayBackend) else ScriptedReplay(load_script(script))
         chat = Chat(backend, Recorder(db))
@@ -151,8 +161,8 @@ def test_a_task_the_scaffold_cannot_frame(db, solve):
     assert "several op types" in steps(db, result.attempt_id)[0]["error"]
 
 
-def test_one_shot_lint_rejection_is_recorded(db, solve):
-    result, _ = solve("one-shot", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(), judge=never_judge)
+def test_one_shot_lint_rejection_is_recorded(db, solve_without_tree):
+    result, _ = solve_without_tree("one-shot", "scaffolded", "Abs", "lint_budget.jsonl", db, Budget(), judge=never_judge)
     assert result.best.verdict == "compile-error" and result.best.evaluation_id is None
     assert result.stopped_by == "samples"
 
