@@ -116,7 +116,8 @@ def test_the_reason_it_does_not_start_names_the_container_options():
 
 
 @pytest.fixture(scope="module")
-def guard(session_settings):
+def guard(session_settings, mnn_root):
+    """The guard as the host's native build makes it (needs the MNN tree: skips without it)."""
     from mkbench.mnn import build
 
     return build.build_native("host", session_settings).guard
