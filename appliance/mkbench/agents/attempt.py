@@ -53,9 +53,11 @@ def rank(verdict: Verdict) -> tuple:
 
 
 def best_of(verdicts) -> Verdict | None:
-    """The fastest correct verdict, else the failure that got furthest (the first of equals)."""
+    """The fastest correct verdict, else the failure that got furthest (the first of equals); a
+    unit test's verdict only when nothing else judged the attempt (Attempt.finish sees to that)."""
+    verdicts = list(verdicts)
     best = None
-    for verdict in verdicts:
+    for verdict in [v for v in verdicts if v.judged_by != "unit-test"] or verdicts:
         if best is None or rank(verdict) > rank(best):
             best = verdict
     return best
@@ -76,6 +78,8 @@ class Attempt:
         self.candidates: list[Candidate] = []  # what each verdict judged, in order
         self.position = 0
         self.stopped: str | None = None
+        self.unit_tests = None  # unit_test.UnitTests once open_mode made them (scaffolded mode)
+        self.unit_test_runs = {"run": 0, "failed": 0, "judged_at_end": 0}
 
     @classmethod
     def start(cls, generator: str, mode: str, task, device, chat: Chat, budget: Budget, row: AttemptRow,
@@ -138,30 +142,54 @@ class Attempt:
 
     # ------------------------------------------------------------ judging
 
-    def judge(self, candidate: Candidate, role: str = "judge", origin: dict | None = None) -> Verdict:
-        """Lint-rejected candidates become compile errors here; the rest go to the judge."""
+    def judge(self, candidate: Candidate, role: str = "judge", origin: dict | None = None, unit_test: bool = True) -> Verdict:
+        """Lint-rejected candidates become compile errors here; the rest go to the unit test (when
+        the attempt has one), and those that pass it to the judge."""
         if candidate.rejected is not None or candidate.source is None:
             reason = candidate.rejected or "no code in the answer"
             self.step("lint", {"ok": False, "reason": reason, "code": candidate.code, **(origin or {})})
             verdict = Verdict("compile-error", f"lint: {reason}", self.task.name, self.device.serial, compiled=False,
-                              correct=False, compiler_output=f"mkbench lint: {reason}")
+                              correct=False, compiler_output=f"mkbench lint: {reason}", judged_by="lint")
         else:
             if self.mode == "scaffolded":
                 self.step("lint", {"ok": True, **(origin or {})})
-            started = time.monotonic()
-            verdict = self._judge(self.task, candidate.source, self.device, self.settings, db=self.db, worker=self.worker,
-                                  run_id=self.run_id)
-            self.step("judge", {
-                "verdict": verdict.verdict, "reason": verdict.reason, "evaluation_id": verdict.evaluation_id,
-                "speedup": verdict.speedup, "native_median_ms": verdict.native_median_ms,
-                "candidate_median_ms": verdict.candidate_median_ms, "max_abs_error": verdict.max_abs_error,
-                "compiler_output": (verdict.compiler_output or "")[:4000], "flags": list(verdict.flags),
-                "source_sha256": hashlib.sha256(candidate.source.encode()).hexdigest(),
-                "seconds": round(time.monotonic() - started, 3), "stage_seconds": verdict.stage_seconds, **(origin or {}),
-            })
+            tested = self._unit_test(candidate, origin) if unit_test and self.unit_tests is not None else None
+            verdict = tested or self._judged(candidate, origin)
         self.verdicts.append(verdict)
         self.candidates.append(candidate)
         return verdict
+
+    def _judged(self, candidate: Candidate, origin: dict | None) -> Verdict:
+        started = time.monotonic()
+        verdict = self._judge(self.task, candidate.source, self.device, self.settings, db=self.db, worker=self.worker,
+                              run_id=self.run_id)
+        self.step("judge", {
+            "verdict": verdict.verdict, "reason": verdict.reason, "evaluation_id": verdict.evaluation_id,
+            "speedup": verdict.speedup, "native_median_ms": verdict.native_median_ms,
+            "candidate_median_ms": verdict.candidate_median_ms, "max_abs_error": verdict.max_abs_error,
+            "compiler_output": (verdict.compiler_output or "")[:4000], "flags": list(verdict.flags),
+            "source_sha256": hashlib.sha256(candidate.source.encode()).hexdigest(),
+            "seconds": round(time.monotonic() - started, 3), "stage_seconds": verdict.stage_seconds, **(origin or {}),
+        })
+        return verdict
+
+    def _unit_test(self, candidate: Candidate, origin: dict | None) -> Verdict | None:
+        """Run the unit test on the candidate's functions: its verdict when they fail it, else None."""
+        from ..judge.session import target_of
+
+        settings = self.settings or settings_module.load()
+        folder = settings.work_dir / "unit-tests" / f"{self.worker}-{self.id}"
+        outcome = self.unit_tests.run(candidate.code or "", target_of(self.device), folder)
+        self.unit_test_runs["run"] += 1
+        self.step("unit-test", {"passed": outcome.passed, "stage": outcome.stage, "message": outcome.message,
+                                "details": outcome.details[:4000], "seconds": outcome.seconds, **(origin or {})})
+        if outcome.passed:
+            return None
+        self.unit_test_runs["failed"] += 1
+        verdict = {"compile": "compile-error", "values": "wrong-values"}.get(outcome.stage, outcome.stage)
+        return Verdict(verdict, outcome.message, self.task.name, self.device.serial, compiled=outcome.stage != "compile",
+                       correct=False, compiler_output=outcome.details if outcome.stage == "compile" else "",
+                       judged_by="unit-test", details=outcome.details if outcome.stage != "compile" else "")
 
     def state(self) -> tuple[Candidate, Verdict] | None:
         """The candidate to go on from: the fastest correct one, else the furthest along (the latest of equals)."""
@@ -177,7 +205,17 @@ class Attempt:
         return best_of(self.verdicts)
 
     def finish(self, stopped_by: str, notes: dict | None = None) -> AttemptResult:
-        """What the attempt produced (run_attempt writes it into the row)."""
+        """What the attempt produced (run_attempt writes it into the row). When only the unit test
+        saw its candidates, the furthest of them goes to the judge now: an attempt's verdict is the
+        judge's (or the lint's), never the unit test's."""
+        if self.verdicts and all(v.judged_by == "unit-test" or v.judged_by == "lint" for v in self.verdicts) \
+                and any(v.judged_by == "unit-test" for v in self.verdicts):
+            tested = [(rank(v), -i) for i, v in enumerate(self.verdicts) if v.judged_by == "unit-test"]
+            furthest = -max(tested)[1]
+            self.unit_test_runs["judged_at_end"] += 1
+            self.judge(self.candidates[furthest], origin={"judged_at_end": True}, unit_test=False)
+        if self.unit_test_runs["run"]:
+            notes = {**(notes or {}), "unit_tests": dict(self.unit_test_runs)}
         stopped_by = self.stopped if self.stopped and stopped_by not in ("solved",) else stopped_by
         return AttemptResult(
             task=self.task.name, generator=self.generator, mode=self.mode, device=self.device.serial, attempt_id=self.id,

@@ -19,7 +19,7 @@ from ..llm.chat import code_blocks, extract_code
 from ..tasks.spec import Task
 from . import prompts
 from .attempt import Candidate
-from .tools import lint, model_parser
+from .tools import lint, model_parser, unit_test
 from .tools.tree import TreeIndex
 
 
@@ -27,8 +27,8 @@ class WholeFile:
     name = "whole-file"
     max_tokens = 1800  # a whole kernel file
 
-    def __init__(self, task: Task, settings: settings_module.Settings, index=None):
-        self.task, self.index, self.settings = task, index, settings
+    def __init__(self, task: Task, settings: settings_module.Settings, index=None, definition: bool = True):
+        self.task, self.index, self.settings, self.definition = task, index, settings, definition
         self._prompt: WholeFilePrompt | None = None
         self._api: str | None = None
 
@@ -44,7 +44,8 @@ class WholeFile:
         if self._api is None:
             index = self.index or TreeIndex.load(self.settings).for_targets(self.task.mnn.targets if self.task.mnn else ())
             self._api = "\n\n".join(index.describe(q, max_lines=24) for q in self.prompt().api_queries)
-        return {"system": self.prompt().system, "task": prompts.task_block(self.task, framework=True), "api": self._api}
+        return {"system": self.prompt().system, "task": prompts.task_block(self.task, framework=True, definition=self.definition),
+                "api": self._api}
 
     def draft(self) -> dict:
         """Values for the first request: the base, and a worked example of the same kind for another op."""
@@ -63,13 +64,13 @@ class Scaffolded:
     name = "scaffolded"
     max_tokens = 800  # a few short functions
 
-    def __init__(self, task: Task, settings: settings_module.Settings, index=None):
-        self.task, self.index, self.settings = task, index, settings
+    def __init__(self, task: Task, settings: settings_module.Settings, index=None, definition: bool = True):
+        self.task, self.index, self.settings, self.definition = task, index, settings, definition
         self.scaffold: Scaffold = kind_of(task).scaffold(task, settings)
 
     def base(self) -> dict:
         return {"system": self.scaffold.system, "methods": self.scaffold.methods,
-                "task": prompts.task_block(self.task, framework=False),
+                "task": prompts.task_block(self.task, framework=False, definition=self.definition),
                 "stubs": self.scaffold.stubs()}
 
     def draft(self) -> dict:
@@ -97,19 +98,31 @@ class Scaffolded:
         return Candidate(code, source, None, region)
 
 
-def make_mode(name: str, task: Task, settings: settings_module.Settings, index=None):
-    """The mode object for "whole-file" or "scaffolded" (ScaffoldUnsupported when it cannot frame the task)."""
+def make_mode(name: str, task: Task, settings: settings_module.Settings, index=None, definition: bool = True):
+    """The mode object for "whole-file" or "scaffolded" (ScaffoldUnsupported when it cannot frame the
+    task); `definition`: the operator's semantics in the task block."""
     if name == "whole-file":
-        return WholeFile(task, settings, index)
+        return WholeFile(task, settings, index, definition)
     if name == "scaffolded":
-        return Scaffolded(task, settings, index)
+        return Scaffolded(task, settings, index, definition)
     raise ValueError(f"unknown mode {name!r}: use whole-file or scaffolded")
 
 
-def open_mode(attempt, name: str, index=None):
-    """The mode for an attempt, or None (recorded as a step) when the scaffold cannot frame the task."""
+def open_mode(attempt, name: str, index=None, unit_tests: bool = True, definition: bool = True):
+    """The mode for an attempt, or None (recorded as a step) when the scaffold cannot frame the task.
+    In scaffolded mode with `unit_tests`, the attempt gets the task's unit tests where there are
+    some (tools/unit_test.py); a step says which, or why none."""
     try:
-        return make_mode(name, attempt.task, attempt.settings, index)
+        mode = make_mode(name, attempt.task, attempt.settings, index, definition)
     except ScaffoldUnsupported as error:
         attempt.step("scaffold", {"error": str(error)})
         return None
+    if unit_tests and isinstance(mode, Scaffolded):
+        try:
+            made = unit_test.for_task(attempt.task, mode.scaffold, attempt.settings or settings_module.load())
+        except Exception as error:  # an aid, never the attempt's failure: the judge then is the test
+            made = f"{attempt.task.name}: no unit test ({type(error).__name__}: {str(error)[:200]}); the judge is the test"
+        attempt.unit_tests = None if isinstance(made, str) else made
+        attempt.step("unit-test", {"available": attempt.unit_tests is not None,
+                                   "reason": made if isinstance(made, str) else "; ".join(c.label for c in made.checks)})
+    return mode

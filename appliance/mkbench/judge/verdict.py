@@ -60,6 +60,8 @@ class Verdict:
     noise_floor_high: float | None = None
     bound_ms: float | None = None  # the time to read the inputs and write the outputs at the device's bandwidth
     bound_fraction: float | None = None  # bound_ms / the candidate's time: 1.0 is a kernel at memory speed
+    judged_by: str = "judge"  # judge | lint | unit-test (agents/tools/unit_test.py: feedback, never an attempt's verdict)
+    details: str = ""  # beyond the one-line reason: the unit test's first differing elements
 
     @property
     def blocked(self) -> bool:

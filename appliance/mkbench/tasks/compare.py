@@ -36,14 +36,9 @@ def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerance: Tol
             return Comparison(False, f"{name}: shape {list(actual.shape)} != expected {list(reference.shape)}", None, None)
     if reference.size == 0:
         return Comparison(True, "", 0.0, 0.0, scaled_error=0.0)
-    exact = reference.dtype.kind in "biu" or (tolerance.atol == 0 and tolerance.rtol == 0)
     flat_ref, flat_out = reference.reshape(-1), actual.reshape(-1)
     magnitude = float(max(abs(float(flat_ref.max())), abs(float(flat_ref.min()))))
-    if exact:
-        atol, rtol = 0.0, 0.0
-    else:
-        atol = tolerance.atol * max(1.0, magnitude) if tolerance.scale_atol_by_output else tolerance.atol
-        rtol = tolerance.rtol
+    atol, rtol = _bounds(reference, tolerance, magnitude)
     max_abs = max_rel = 0.0
     off, worst_excess, worst_at = 0, 0.0, -1
     for start in range(0, flat_ref.size, CHUNK):
@@ -73,6 +68,28 @@ def compare(name: str, reference: np.ndarray, actual: np.ndarray, tolerance: Tol
     return Comparison(False, f"{name}: {off} of {reference.size} values off, max abs error {max_abs:.3g} "
                              f"(at {list(worst)}: got {float(flat_out[worst_at]):.6g}, expected {float(flat_ref[worst_at]):.6g})",
                       max_abs, max_rel, worst, scaled_error=scaled)
+
+
+def _bounds(reference: np.ndarray, tolerance: Tolerance, magnitude: float) -> tuple[float, float]:
+    """(atol', rtol) for one output: exact for integers and booleans, atol scaled by the output's
+    magnitude for accumulating ops."""
+    if reference.dtype.kind in "biu" or (tolerance.atol == 0 and tolerance.rtol == 0):
+        return 0.0, 0.0
+    atol = tolerance.atol * max(1.0, magnitude) if tolerance.scale_atol_by_output else tolerance.atol
+    return atol, tolerance.rtol
+
+
+def failing(reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> np.ndarray:
+    """The flat indices where `actual` fails the rule compare() applies (non-finite, or beyond
+    atol' + rtol * |ref|), in order: for showing a small output's first differences."""
+    flat_ref, flat_out = reference.reshape(-1), actual.reshape(-1).astype(np.float64)
+    if flat_ref.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    atol, rtol = _bounds(reference, tolerance, float(np.abs(flat_ref.astype(np.float64)).max()))
+    ref = flat_ref.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(flat_out) | (np.abs(flat_out - ref) > atol + rtol * np.abs(ref))
+    return np.flatnonzero(bad)
 
 
 def compare_all(references: dict[str, np.ndarray], actuals: dict[str, np.ndarray], tolerance: Tolerance) -> Comparison:
