@@ -128,7 +128,8 @@ def test_lint_rejection_and_budget_exhaustion(db, solve):
     assert "mkbench lint: do not write #include" in debugger_prompt
     assert "void mk_unary_abs(const float* x, float* y, size_t n);" in debugger_prompt  # only the functions, not the scaffold
     recorded = steps(db, result.attempt_id)
-    assert [s["role"] for s in recorded][:2] == ["coder", "lint"] and recorded[1]["ok"] is False
+    assert recorded[0]["role"] == "unit-test" and recorded[0]["available"]  # what the unit test will run on
+    assert [s["role"] for s in recorded][1:3] == ["coder", "lint"] and recorded[2]["ok"] is False
     assert db["evaluations"].count == 0
     row = db.conn.execute("SELECT generator, mode, status, summary FROM attempts WHERE id = ?", [result.attempt_id]).fetchone()
     assert row[:3] == ("moka", "scaffolded", "finished")
@@ -222,6 +223,39 @@ def test_wrong_answer_repaired(db, solve):
 
 
 @pytest.mark.slow
+def test_the_unit_test_sends_wrong_functions_back_before_the_judge(db, solve):
+    """Scaffolded MoKA: functions that copy instead of taking |x| fail the unit test and never reach
+    the judge; the Debugger sees the first differing elements with their inputs; the repair passes
+    the unit test and the judge rules on it. Without the unit test (moka-no-tests) both are judged."""
+    result, backend = solve("moka", "scaffolded", "Abs", "moka_scaffolded_wrong.jsonl", db, Budget(rounds=1), best_of=1)
+    assert [(v.verdict, v.judged_by) for v in result.verdicts] == [("wrong-values", "unit-test"), ("correct", "judge")]
+    debugger = backend.asked("debugger")[0].messages[-1].content
+    assert "The unit test called your functions on the task's own inputs" in debugger
+    first = next(line for line in debugger.splitlines() if line.startswith("  y["))
+    x = float(first.split("x = ")[1].split(" ->")[0])
+    assert x < 0 and f"expected {abs(x):.6g}, got {x:.6g}" in first  # a negative input, copied
+    assert db["evaluations"].count == 1 and result.best.evaluation_id is not None
+    assert result.notes["unit_tests"] == {"run": 2, "failed": 1, "judged_at_end": 0}
+    assert [s["stage"] for s in steps(db, result.attempt_id) if s["role"] == "unit-test" and "stage" in s] == ["values", "passed"]
+    off, _ = solve("moka-no-tests", "scaffolded", "Abs", "moka_scaffolded_wrong.jsonl", db, Budget(rounds=1), best_of=1)
+    assert [(v.verdict, v.judged_by) for v in off.verdicts] == [("wrong-values", "judge"), ("correct", "judge")]
+    assert "unit_tests" not in off.notes
+
+
+@pytest.mark.slow
+def test_an_attempt_never_ends_on_the_unit_tests_word(db, solve):
+    """One wrong sample: the unit test turns it back, and as nothing else was judged, the attempt
+    ends by judging it; its recorded verdict is the judge's."""
+    wrong = {"coder": [f"```cpp\n{(FIXTURES / 'functions' / 'Abs_identity.cpp').read_text()}```"]}
+    result, _ = solve("one-shot", "scaffolded", "Abs", ScriptedReplay(wrong), db, Budget())
+    assert [(v.verdict, v.judged_by) for v in result.verdicts] == [("wrong-values", "unit-test"), ("wrong-values", "judge")]
+    assert result.best is result.verdicts[1] and result.best.evaluation_id is not None
+    assert result.notes["unit_tests"] == {"run": 1, "failed": 1, "judged_at_end": 1}
+    best = db.conn.execute("SELECT best_evaluation_id FROM attempts WHERE id = ?", [result.attempt_id]).fetchone()[0]
+    assert best == result.best.evaluation_id
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, fixture, right, wrong, edit", [
     ("whole-file", "whole_file/abs_element_size.cpp", "elementSize()", "elementsize()", "line 11: 'elementSize'"),
     ("scaffolded", "functions/Abs.cpp", "std::fabs", "std::fab", "line 3: 'fabs'")])
@@ -237,7 +271,9 @@ def test_compiler_fixits_repair_a_misspelling_without_the_debugger(db, mode, fix
     step = next(s for s in steps(db, result.attempt_id) if s.get("tool") == "compiler_fixits")
     assert step["result"] == edit  # in the model's own line numbers, whatever the scaffold around them
     off, _ = solve("moka", mode, "Abs", ScriptedReplay(answer), db, Budget(rounds=0), best_of=1, fixits=False)
-    assert [v.verdict for v in off.verdicts] == ["compile-error"]
+    # scaffolded: the unit test's compile error, then the judge's own at the end (an attempt ends on the judge's word)
+    assert [v.verdict for v in off.verdicts] == ["compile-error"] * (2 if mode == "scaffolded" else 1)
+    assert off.best.judged_by == "judge"
 
 
 @pytest.mark.slow

@@ -180,7 +180,7 @@ def test_csv_export_columns_and_rows(db, tmp_path):
         rows.record_llm_call(db, {"attempt_id": first, "role": role, "backend": "replay", "model": "m",
                                   "prompt": [{"role": "user", "content": "write A"}], "completion": "```cpp\n```",
                                   "prompt_tokens": 3, "completion_tokens": 2, "wall_seconds": 0.5})
-    attempts_path, calls_path = report.export_csv(db, "r1", tmp_path, tmp_path)
+    attempts_path, calls_path, _ = report.export_csv(db, "r1", tmp_path, tmp_path)
     with attempts_path.open() as handle:
         exported = list(csv.DictReader(handle))
     assert tuple(exported[0]) == report.ATTEMPT_COLUMNS
@@ -195,11 +195,37 @@ def test_csv_export_columns_and_rows(db, tmp_path):
         calls = list(csv.DictReader(handle))
     assert tuple(calls[0]) == report.LLM_CALL_COLUMNS
     assert [c["role"] for c in calls] == ["coder", "debugger"] and calls[0]["prompt_chars"] == "7"
-    full_attempts, full_calls = report.export_csv(db, "r1", tmp_path / "full", tmp_path, full=True)
+    full_attempts, full_calls, _ = report.export_csv(db, "r1", tmp_path / "full", tmp_path, full=True)
     with full_calls.open() as handle:
         assert json.loads(next(csv.DictReader(handle))["prompt"])[0]["content"] == "write A"
     with full_attempts.open() as handle:
         assert next(csv.DictReader(handle))["candidate"] == "// kernel"
+
+
+def test_the_report_rebuilt_from_an_export_alone_is_the_databases(db, tmp_path):
+    """A published folder (the export without its large text fields) gives the same tables as the
+    database: every metric of every group, the planned items never attempted included."""
+    report.export_csv(db, "r1", tmp_path / "published", tmp_path)
+    db.conn.close()  # the folder alone from here on
+    rebuilt = report.report_from_export(tmp_path / "published")
+    original = report.build_report(store.open_db(tmp_path / "r.sqlite"), "r1")
+    for table in ("by_generator", "by_category", "by_device"):
+        assert getattr(rebuilt, table) == getattr(original, table), table
+    assert report.tables(rebuilt) == report.tables(original)
+    assert "rebuilt from the export in" in rebuilt.notes[0]
+    assert any("not attempted" in note for note in rebuilt.notes)
+
+    from click.testing import CliRunner
+    from mkbench.cli import main
+
+    shown = CliRunner().invoke(main, ["report", "--from", str(tmp_path / "published"), "--no-plots", "--markdown",
+                                      "--out", str(tmp_path / "md")])
+    assert shown.exit_code == 0, shown.output
+    assert "| one-shot |" in shown.output and (tmp_path / "md" / "report.md").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(LookupError, match="holds 0 exported runs"):
+        report.report_from_export(empty)
 
 
 def test_the_newest_run_by_default_and_unknown_runs(db):

@@ -637,8 +637,11 @@ def run_show(s: settings_module.Settings, run_id: str) -> None:
 @click.option("--markdown", is_flag=True, help="print the Markdown instead of the terminal table")
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
 @click.option("--json", "as_json", is_flag=True, help="the metrics as JSON")
+@click.option("--from", "export_dir", type=click.Path(exists=True, file_okay=False),
+              help="rebuild it from a run's export (`mkbench export`: RUN-run.json, RUN-attempts.csv) instead of the database")
 @click.pass_obj
-def report(s: settings_module.Settings, run_id: str | None, ps: tuple[float, ...], out_dir: str | None, markdown: bool, no_plots: bool, as_json: bool) -> None:
+def report(s: settings_module.Settings, run_id: str | None, ps: tuple[float, ...], out_dir: str | None, markdown: bool, no_plots: bool,
+           as_json: bool, export_dir: str | None) -> None:
     """The paper's metrics for a run (the newest by default): table, Markdown, plots."""
     from pathlib import Path
 
@@ -646,9 +649,10 @@ def report(s: settings_module.Settings, run_id: str | None, ps: tuple[float, ...
     from .report import DEFAULT_PS, format_table, write_report
 
     try:
-        db = store.open_db(s.db_path)
+        db = None if export_dir else store.open_db(s.db_path)
         result, markdown_path, plots, message = write_report(db, run_id, Path(out_dir) if out_dir else None, s.home,
-                                                             ps or DEFAULT_PS, plots=not no_plots)
+                                                             ps or DEFAULT_PS, plots=not no_plots,
+                                                             export=Path(export_dir) if export_dir else None)
     except LookupError as error:
         fail(str(error).strip("'\""))
     if as_json:
@@ -670,18 +674,19 @@ def report(s: settings_module.Settings, run_id: str | None, ps: tuple[float, ...
 @click.option("--full", is_flag=True, help="also the large text fields: candidate source, compiler output, prompts, answers")
 @click.pass_obj
 def export(s: settings_module.Settings, run_id: str | None, fmt: str, out_dir: str | None, full: bool) -> None:
-    """Export a run's attempts (one row each) and its LLM calls (one row each) as CSV."""
+    """Export a run's attempts (one row each) and its LLM calls (one row each) as CSV, and what it planned
+    (RUN-run.json): enough for `mkbench report --from FOLDER` to rebuild its tables."""
     from pathlib import Path
 
     from . import store
     from .report import export_csv
 
     try:
-        attempts, calls = export_csv(store.open_db(s.db_path), run_id, Path(out_dir) if out_dir else None, s.home, full)
+        paths = export_csv(store.open_db(s.db_path), run_id, Path(out_dir) if out_dir else None, s.home, full)
     except LookupError as error:
         fail(str(error).strip("'\""))
-    click.echo(attempts)
-    click.echo(calls)
+    for path in paths:
+        click.echo(path)
 
 
 # ---------------------------------------------------------------- appliance

@@ -1,10 +1,12 @@
 """The paper's metrics for a run, as a terminal table, Markdown, PNG plots and CSV.
 
-Everything is read from the database, so a report is rebuilt without re-running anything:
+Everything is read from the database, so a report is rebuilt without re-running anything; and
+from a run's export alone, so anyone can check published figures without the database:
 
     report = build_report(db, run_id)       # metrics per generator, per category, per device
     print(format_table(report))             # or to_markdown(report); plot(report, folder)
-    export_csv(db, run_id, folder)          # attempts.csv and llm_calls.csv (columns below)
+    export_csv(db, run_id, folder)          # RUN-attempts.csv, RUN-llm_calls.csv (columns below), RUN-run.json
+    report = report_from_export(folder)     # the same metrics from those files (`mkbench report --from FOLDER`)
 
 Definitions (an item is one generator's attempt at one task on one device; the denominator is
 every item the run planned, so a task never attempted counts as a failure, as in the paper):
@@ -191,10 +193,16 @@ def load_run(db, run_id: str) -> RunData:
                            serial_of.get(a["device_id"], a["device_id"]), reportable, floor)
         attempts.append({"row": a, "evaluation": evaluation, "outcome": outcome})
 
-    # Each planned item: its newest finished attempt, else its newest failed one, else missing.
+    outcomes = planned_items(config, devices, [entry["outcome"] for entry in attempts])
+    return RunData(run_id, run["created_at"], run["status"], config, prov, outcomes, tuple(attempts), devices)
+
+
+def planned_items(config: dict, devices: dict[str, dict], attempted: Iterable[Outcome]) -> tuple[Outcome, ...]:
+    """Every item the run planned (task x device slot x generator x mode): its newest finished
+    attempt, else its newest failed one, else a missing item."""
+    tasks = {t["name"]: t for t in config.get("tasks", [])}
     chosen: dict[tuple, Outcome] = {}
-    for entry in attempts:
-        o = entry["outcome"]
+    for o in attempted:
         if o.status not in ("finished", "failed"):
             continue  # an attempt still running, or cut short by a kill: the item is redone on resume
         key = (o.task, o.generator, o.mode, o.slot)
@@ -214,7 +222,7 @@ def load_run(db, run_id: str) -> RunData:
                                         serial, members[0][1]["device_id"] if len(members) == 1 else None,
                                         any(not d["emulated"] for _, d in members), "missing")
                     outcomes.append(found)
-    return RunData(run_id, run["created_at"], run["status"], config, prov, tuple(outcomes), tuple(attempts), devices)
+    return tuple(outcomes)
 
 
 def _outcome(a: dict, evaluation: dict | None, task: dict, slot: str, serial: str, reportable: bool,
@@ -343,6 +351,16 @@ def build_report(db, run_id: str | None = None, ps: Iterable[float] = DEFAULT_PS
     if run_id is None:
         raise LookupError("no run in the database yet: start one with `mkbench run-all`")
     data = load_run(db, run_id)
+    notes = []
+    for serial, d in data.devices.items():
+        if not d["emulated"] and d["device_id"] and not noise_floors(db, d["device_id"]):
+            notes.append(f"{serial} has no noise floor: speedups are taken as measured (run `mkbench selftest {serial}`)")
+    return report_of(data, ps, notes + recheck_notes(db, data))
+
+
+def report_of(data: RunData, ps: Iterable[float] = DEFAULT_PS, notes: Iterable[str] = ()) -> Report:
+    """The metrics of a run's items, with what a reader must know about them (`notes` first)."""
+    run_id = data.run_id
     ps = tuple(sorted(set(float(p) for p in ps)))
     several_modes = len({o.mode for o in data.outcomes}) > 1
 
@@ -363,15 +381,12 @@ def build_report(db, run_id: str | None = None, ps: Iterable[float] = DEFAULT_PS
     def device_label(o: Outcome) -> str:
         return o.device or f"({o.slot}, not attempted)"
 
-    notes = []
+    notes = list(notes)
     for serial, d in data.devices.items():
         if d["emulated"]:
             notes.append(f"{serial} is emulated: correctness only, its timings are not reported")
-        elif d["device_id"] and not noise_floors(db, d["device_id"]):
-            notes.append(f"{serial} has no noise floor: speedups are taken as measured (run `mkbench selftest {serial}`)")
         if d["status"] == "lost":
             notes.append(f"{serial} was lost during the run")
-    notes += recheck_notes(db, data)
     missing = sum(o.status == "missing" for o in data.outcomes)
     failed = sum(o.status == "failed" for o in data.outcomes)
     if missing or failed:
@@ -540,9 +555,10 @@ def plot(report: Report, folder: Path) -> tuple[list[Path], str]:
 
 
 def write_report(db, run_id: str | None, folder: Path | None, home: Path, ps: Iterable[float] = DEFAULT_PS,
-                 plots: bool = True) -> tuple[Report, Path, list[Path], str]:
-    """Build the report and write report.md (and the plots) into folder (default: home/reports/RUN)."""
-    report = build_report(db, run_id, ps)
+                 plots: bool = True, export: Path | None = None) -> tuple[Report, Path, list[Path], str]:
+    """Build the report (from the database, or from a run's `export` folder) and write report.md
+    (and the plots) into folder (default: home/reports/RUN)."""
+    report = report_from_export(export, run_id, ps) if export is not None else build_report(db, run_id, ps)
     folder = folder or home / "reports" / report.run_id
     folder.mkdir(parents=True, exist_ok=True)
     paths, message = plot(report, folder) if plots else ([], "")
@@ -641,8 +657,9 @@ def llm_call_rows(db, data: RunData, full: bool = False) -> list[dict[str, Any]]
     return rows
 
 
-def export_csv(db, run_id: str | None, folder: Path | None, home: Path, full: bool = False) -> tuple[Path, Path]:
-    """Write RUN-attempts.csv and RUN-llm_calls.csv (default folder: MKBENCH_HOME/exports); returns both paths."""
+def export_csv(db, run_id: str | None, folder: Path | None, home: Path, full: bool = False) -> tuple[Path, Path, Path]:
+    """Write RUN-attempts.csv, RUN-llm_calls.csv and RUN-run.json (what the run planned: its config,
+    devices, status and provenance) into folder (default: MKBENCH_HOME/exports); returns the paths."""
     run_id = run_id or latest_run(db)
     if run_id is None:
         raise LookupError("no run in the database yet: start one with `mkbench run-all`")
@@ -652,7 +669,56 @@ def export_csv(db, run_id: str | None, folder: Path | None, home: Path, full: bo
     attempts_path, calls_path = folder / f"{run_id}-attempts.csv", folder / f"{run_id}-llm_calls.csv"
     _write_csv(attempts_path, ATTEMPT_COLUMNS + (ATTEMPT_TEXT_COLUMNS if full else ()), attempt_rows(data, full))
     _write_csv(calls_path, LLM_CALL_COLUMNS + (LLM_CALL_TEXT_COLUMNS if full else ()), llm_call_rows(db, data, full))
-    return attempts_path, calls_path
+    run_path = folder / f"{run_id}-run.json"
+    run_path.write_text(json.dumps({"run_id": run_id, "created_at": data.created_at, "status": data.status,
+                                    "config": data.config, "devices": data.devices, "provenance": data.provenance},
+                                   indent=1, default=str) + "\n")  # key order kept: devices in slot order
+    return attempts_path, calls_path, run_path
+
+
+def report_from_export(folder: Path, run_id: str | None = None, ps: Iterable[float] = DEFAULT_PS) -> Report:
+    """The report of a run from its export alone (RUN-run.json and RUN-attempts.csv in folder): the
+    same items and metrics as from the database (each attempt row carries its verdict, speedup,
+    interval, floor and flags as the database gave them)."""
+    found = sorted(folder.glob(f"{run_id or '*'}-run.json"))
+    if len(found) != 1:
+        raise LookupError(f"{folder} holds {len(found)} exported runs ({', '.join(p.name for p in found) or 'no RUN-run.json'}): "
+                          f"name one")
+    run = json.loads(found[0].read_text())
+    attempts_path = folder / f"{run['run_id']}-attempts.csv"
+    if not attempts_path.is_file():
+        raise LookupError(f"{attempts_path.name} is missing beside {found[0].name}")
+    with attempts_path.open(newline="") as handle:
+        outcomes = [_exported_outcome(row) for row in csv.DictReader(handle)]
+    data = RunData(run["run_id"], run["created_at"], run["status"], run["config"], run.get("provenance") or {},
+                   planned_items(run["config"], run["devices"], outcomes), (), run["devices"])
+    return report_of(data, ps, [f"rebuilt from the export in {folder}"])
+
+
+def _exported_outcome(row: dict[str, str]) -> Outcome:
+    """An attempt row of the export as the report sees it (the inverse of attempt_rows)."""
+    def number(key: str) -> float | None:
+        return float(row[key]) if row.get(key) not in (None, "") else None
+
+    def flag(key: str) -> bool:
+        return row.get(key) not in (None, "", "0", "False")
+
+    reportable = row.get("device_emulated") in ("0", "")
+    floor = (number("noise_floor_low"), number("noise_floor_high")) if number("noise_floor_low") is not None else None
+    interval = ((number("speedup_low"), number("speedup_high"))
+                if number("speedup_low") is not None and number("timing_runs") is not None else None)
+    correct = flag("correct")
+    speedup = number("speedup") if flag("timing_reportable") else None
+    return Outcome(
+        task=row["task"], category=row["category"] or "?", kind=row["kind"] or None, generator=row["generator"],
+        mode=row["mode"], slot=row["slot"], device=row["device_serial"], device_id=row["device_id"] or None,
+        reportable=reportable, status=row["status"], attempt_id=int(row["attempt_id"]), verdict=row["verdict"] or None,
+        compiled=flag("compiled"), correct=correct, speedup=speedup, floor=floor, interval=interval,
+        blocked=flag("blocked"), strict=correct and row.get("strict_ok") != "0",
+        candidates=int(row["candidates"] or 0), correct_candidates=int(row["correct_candidates"] or 0),
+        llm_calls=int(float(row["llm_calls"] or 0)),
+        tokens=int(float(row["prompt_tokens"] or 0)) + int(float(row["completion_tokens"] or 0)),
+        seconds=float(row["seconds"] or 0.0))
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:

@@ -75,26 +75,39 @@ class Generator(Protocol):
         ...
 
 
-GENERATORS = ("one-shot", "pass@k", "moka", "moka-no-tree", "moka-no-errors", "moka-no-accel")
+GENERATORS = ("one-shot", "pass@k", "moka", "moka-no-tree", "moka-no-errors", "moka-no-accel", "moka-no-tests",
+              "moka-no-definition", "one-shot-no-tests", "pass@k-no-tests", "one-shot-no-definition", "pass@k-no-definition")
+# What each generator can be run without ("moka-no-tree-no-tests"): name part -> its constructor's
+# switch. tests: the unit test before the judge (scaffolded mode); definition: the operator's
+# attributes in words and ONNX's reference implementation in the task block.
+_SHARED = {"tests": "unit_tests", "definition": "definition"}
+SWITCHES = {"one-shot": _SHARED, "pass@k": _SHARED,
+            "moka": {"tree": "tree", "errors": "errors", "accel": "accelerator", **_SHARED}}
+
+
+def generator_name(base: str, generator) -> str:
+    """A generator's report name: its base and every switch it has off, in SWITCHES order."""
+    return base + "".join(f"-no-{part}" for part, switch in SWITCHES[base].items() if not getattr(generator, switch))
 
 
 def make_generator(name: str, mode: str = "whole-file", **options) -> Generator:
     """A generator by its report name (see GENERATORS), in one of MODES; options go to its constructor."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
-    if name == "one-shot":
+    base, *off = name.split("-no-")
+    if base not in SWITCHES:
+        raise ValueError(f"unknown generator {name!r}: use one of {', '.join(GENERATORS)}")
+    if unknown := set(off) - set(SWITCHES[base]):
+        raise ValueError(f"unknown {base} ablation {', '.join(sorted(unknown))} in {name!r}")
+    switched = {SWITCHES[base][part]: False for part in off}
+    if base == "one-shot":
         from .oneshot import OneShot
 
-        return OneShot(mode=mode, **options)
-    if name == "pass@k":
+        return OneShot(mode=mode, **switched, **options)
+    if base == "pass@k":
         from .passk import PassK
 
-        return PassK(mode=mode, **options)
-    if name.startswith("moka"):
-        from .moka import MoKA
+        return PassK(mode=mode, **switched, **options)
+    from .moka import MoKA
 
-        off = set(name.removeprefix("moka").split("-no-")[1:])
-        if unknown := off - {"tree", "errors", "accel"}:
-            raise ValueError(f"unknown MoKA ablation {', '.join(sorted(unknown))} in {name!r}")
-        return MoKA(mode=mode, tree="tree" not in off, errors="errors" not in off, accelerator="accel" not in off, **options)
-    raise ValueError(f"unknown generator {name!r}: use one of {', '.join(GENERATORS)}")
+    return MoKA(mode=mode, **switched, **options)

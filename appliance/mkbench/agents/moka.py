@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .. import settings as settings_module
 from ..llm.chat import Message
-from . import AttemptResult, AttemptRow, Budget, prompts
+from . import AttemptResult, AttemptRow, Budget, generator_name, prompts
 from .attempt import Attempt, Candidate
 from .modes import open_mode
 from .oneshot import draw
@@ -68,6 +68,8 @@ class MoKA:
     errors: bool = True  # Error Extractor: the structured dictionary instead of the raw log
     accelerator: bool = True  # go on optimising once correct
     fixits: bool = True  # apply the compiler's fix-its to a failed build before the Debugger
+    unit_tests: bool = True  # scaffolded mode: the unit test before the judge, its differences to the Debugger
+    definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
     best_of: int | None = None  # drafts before the rounds (None: 1 whole-file as published, 4 scaffolded)
     settings: settings_module.Settings | None = None
     judge: Callable | None = None
@@ -75,16 +77,16 @@ class MoKA:
 
     @property
     def name(self) -> str:
-        off = [n for n, on in (("tree", self.tree), ("errors", self.errors), ("accel", self.accelerator)) if not on]
-        return "moka" + "".join(f"-no-{n}" for n in off)
+        return generator_name("moka", self)
 
     def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         config = {"tree": self.tree, "errors": self.errors, "accelerator": self.accelerator, "best_of": self.best_of,
-                  "fixits": self.fixits}
+                  "fixits": self.fixits, "unit_tests": self.unit_tests,
+                  "definition": self.definition}
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config=config)
         index = TreeIndex.load(self.settings).for_targets(task.mnn.targets if task.mnn else ())
-        mode = open_mode(attempt, self.mode, index)
+        mode = open_mode(attempt, self.mode, index, unit_tests=self.unit_tests, definition=self.definition)
         if mode is None:
             return attempt.finish("unsupported")
         memory = Memory()
@@ -132,7 +134,8 @@ class MoKA:
             view = model_parser.parse(attempt.task, self.settings, verdict)
             if mode.name == "scaffolded":  # the scaffold owns MNN's side; the model needs the node and the mismatch
                 view = {k: view[k] for k in ("onnx", "mismatch") if k in view}
-            values["model"] = attempt.tool("model_parser", {"verdict": verdict.verdict}, model_parser.render(view))
+            shown = model_parser.render(view) + (f"\n{verdict.details}" if verdict.details else "")
+            values["model"] = attempt.tool("model_parser", {"verdict": verdict.verdict}, shown)
         fmt = FORMATS[role]
         if self.tree:
             schema = {**schema, "properties": {**schema["properties"], "lookups": LOOKUPS}}

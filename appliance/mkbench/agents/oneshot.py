@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import settings as settings_module
-from . import AttemptResult, AttemptRow, Budget, prompts
+from . import AttemptResult, AttemptRow, Budget, generator_name, prompts
 from .attempt import Attempt
 from .modes import open_mode
 
@@ -28,12 +28,17 @@ class OneShot:
     settings: settings_module.Settings | None = None
     judge: Callable | None = None  # the judge's evaluate() unless a test says otherwise
     worker: str = "0"
-    name: str = "one-shot"
+    unit_tests: bool = True  # scaffolded mode: functions that fail the unit test go back, not to the judge
+    definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
+
+    @property
+    def name(self) -> str:
+        return generator_name("one-shot", self)
 
     def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
-                                self.worker)
-        mode = open_mode(attempt, self.mode)
+                                self.worker, config={"unit_tests": self.unit_tests, "definition": self.definition})
+        mode = open_mode(attempt, self.mode, unit_tests=self.unit_tests, definition=self.definition)
         if mode is None:
             return attempt.finish("unsupported")
         verdict = draw(attempt, mode, seed=0)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import settings as settings_module
-from . import AttemptResult, AttemptRow, Budget
+from . import AttemptResult, AttemptRow, Budget, generator_name
 from .attempt import Attempt
 from .modes import open_mode
 from .oneshot import draw
@@ -22,16 +22,19 @@ class PassK:
     settings: settings_module.Settings | None = None
     judge: Callable | None = None
     worker: str = "0"
+    unit_tests: bool = True  # scaffolded mode: samples that fail the unit test are not judged
+    definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
 
     @property
     def name(self) -> str:
-        return "pass@k"
+        return generator_name("pass@k", self)
 
     def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         k = self.k or budget.samples
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
-                                self.worker, config={"k": k, "temperature": self.temperature})
-        mode = open_mode(attempt, self.mode)
+                                self.worker, config={"k": k, "temperature": self.temperature, "unit_tests": self.unit_tests,
+                                        "definition": self.definition})
+        mode = open_mode(attempt, self.mode, unit_tests=self.unit_tests, definition=self.definition)
         if mode is None:
             return attempt.finish("unsupported")
         for seed in range(k):

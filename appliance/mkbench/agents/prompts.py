@@ -77,9 +77,24 @@ def problem_of(task: Task) -> str:
     return "\n".join(lines)
 
 
-def task_block(task: Task, framework: bool = True) -> str:
+def semantics(task: Task) -> str:
+    """The operator's attributes in words, and for reductions, normalisations and composites ONNX's
+    own reference implementation of it (tools/definition.py); "" when there is neither."""
+    from .tools import definition
+
+    parts = []
+    if spelled := definition.attributes(task):
+        parts.append(f"The {task.operator} node's attributes:\n" + "\n".join(f"- {line}" for line in spelled.splitlines()))
+    if definition.wanted(task) and (code := definition.definition(task)):
+        parts.append(f"What {task.operator} computes, as ONNX's reference implementation (opset {task.opset}) writes it "
+                     f"(the judge's reference):\n```python\n{code}\n```")
+    return "\n\n".join(parts)
+
+
+def task_block(task: Task, framework: bool = True, definition: bool = True) -> str:
     """The fixed description of a task that opens every prompt about it (MNN's side only when
-    the model writes the framework part itself, in whole-file mode)."""
+    the model writes the framework part itself, in whole-file mode); with `definition`, the
+    operator's semantics after the problem (an ablation turns it off)."""
     tolerance = f"|out - ref| <= {task.tolerance.atol:g} + {task.tolerance.rtol:g} * |ref|"
     mnn = f"Correct when, for every output value: {tolerance}"
     if framework:
@@ -89,5 +104,8 @@ def task_block(task: Task, framework: bool = True) -> str:
         converted = ", ".join(task.mnn.converted_ops) if kind.shows_converted_graph else ""
         what = kind.task_line(task)
         mnn = f"MNN 3.6.1 converts the model to: {converted}\n{what}\n{mnn}" if converted else f"{what}\n{mnn}"
-    return text("task", name=task.name, category=task.category, operator=task.operator, problem=problem_of(task),
+    problem = problem_of(task)
+    if definition and (extra := semantics(task)):
+        problem = f"{problem}\n\n{extra}"
+    return text("task", name=task.name, category=task.category, operator=task.operator, problem=problem,
                 inputs="; ".join(_shape(t) for t in task.inputs), outputs="; ".join(_shape(t) for t in task.outputs), mnn=mnn)

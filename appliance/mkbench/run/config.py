@@ -73,6 +73,18 @@ GENERATORS: dict[str, GeneratorEntry] = {
     "moka-no-tree": GeneratorEntry(_builtin("moka", "MoKA", tree=False), description="MoKA without the Tree Builder"),
     "moka-no-errors": GeneratorEntry(_builtin("moka", "MoKA", errors=False), description="MoKA without the Error Extractor"),
     "moka-no-accel": GeneratorEntry(_builtin("moka", "MoKA", accelerator=False), description="MoKA that stops once correct"),
+    "moka-no-tests": GeneratorEntry(_builtin("moka", "MoKA", unit_tests=False),
+                                    description="MoKA without the unit test before the judge (scaffolded mode)"),
+    "one-shot-no-tests": GeneratorEntry(_builtin("oneshot", "OneShot", unit_tests=False),
+                                        description="one answer per task, no unit test before the judge"),
+    "pass@k-no-tests": GeneratorEntry(_builtin("passk", "PassK", unit_tests=False),
+                                      description="k samples, every one judged (no unit test before the judge)"),
+    "moka-no-definition": GeneratorEntry(_builtin("moka", "MoKA", definition=False),
+                                         description="MoKA without the operator's definition in its prompts"),
+    "one-shot-no-definition": GeneratorEntry(_builtin("oneshot", "OneShot", definition=False),
+                                             description="one answer per task, without the operator's definition"),
+    "pass@k-no-definition": GeneratorEntry(_builtin("passk", "PassK", definition=False),
+                                           description="k samples, without the operator's definition"),
 }
 
 
