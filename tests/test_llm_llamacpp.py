@@ -106,6 +106,21 @@ def test_a_json_schema_constrains_the_answer(chat):
     assert isinstance(json.loads(answer.text)["compiles"], bool)
 
 
+def test_names_after_a_prefix_are_kept_to_the_known_ones(chat):
+    """Monitor-guided decoding: asked to invent an op type, the model can only write names from the
+    set after `OpType_`; without the set it writes what it likes."""
+    from mkbench.llm.identifiers import Identifiers
+
+    known = {"UnaryOp", "BinaryOp", "Reduction", "Softmax", "Pooling"}
+    question = [Message("user", "Complete the C++ line `auto type = OpType_` with an op type for a 2D max pooling "
+                                "layer called MaxPool2D; answer with the line only, in a ```cpp block.")]
+    guarded = chat(question, temperature=0, max_tokens=40, identifiers=Identifiers({"OpType_": known}))
+    written = [part.split(";")[0].split(")")[0].split()[0].strip() for part in guarded.text.split("OpType_")[1:]]
+    assert written and all(name in known for name in written), guarded.text
+    free = chat(question, temperature=0, max_tokens=40)
+    assert any(part.split(";")[0].strip() not in known for part in free.text.split("OpType_")[1:]), free.text
+
+
 def test_a_one_shot_kernel_request_gives_cpp_and_a_recorded_call(chat):
     answer = chat(
         [

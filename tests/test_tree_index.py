@@ -79,3 +79,12 @@ def test_the_index_is_cached_under_the_cache_dir(mkbench_home, mnn_settings):
     data = json.loads(files[0].read_text())
     assert len(data["symbols"]) == len(first.symbols) > 5000
     assert TreeIndex.load(mnn_settings) is first  # the same process reuses it
+
+
+def test_the_names_whole_file_decoding_may_write(index):
+    """What llm/identifiers.py keeps a whole-file kernel to: the tree's own names after each prefix."""
+    names = index.api_names()
+    assert {"UnaryOp", "BinaryOp", "Pooling", "Convolution"} <= names["OpType_"] and "Pooling2D" not in names["OpType_"]
+    assert {"DT_FLOAT", "DT_INT32"} <= names["DataType_"] and "FLOAT32" not in names["DataType_"]
+    assert {"Pool", "UnaryOp", "Axis"} <= names["main_as_"] and "Pooling" not in names["main_as_"]
+    assert {"Tensor", "Backend", "CPUBackend", "Execution", "Express"} <= names["MNN::"]

@@ -112,7 +112,8 @@ class Attempt:
         return None
 
     def ask(self, role: str, messages: list[Message], *, seed: int = 0, temperature: float | None = None,
-            max_tokens: int = 1024, json_schema: dict | None = None, note: dict | None = None) -> Completion | None:
+            max_tokens: int = 1024, json_schema: dict | None = None, note: dict | None = None,
+            identifiers=None) -> Completion | None:
         """One LLM call as `role`; None (and the attempt marked stopped) when the budget is spent or the call fails."""
         spent = self.exhausted()
         if spent:
@@ -121,7 +122,7 @@ class Attempt:
         started = time.monotonic()
         try:
             answer = self.chat.bound(self.id, role)(messages, seed=seed, temperature=temperature, max_tokens=max_tokens,
-                                                     json_schema=json_schema)
+                                                     json_schema=json_schema, identifiers=identifiers)
         except LLMError as error:
             self.step(role, {"error": str(error), "seed": seed})
             self.stopped = self.stopped or f"llm-error: {str(error)[:120]}"

@@ -16,6 +16,7 @@ from .. import settings as settings_module
 from ..kinds import ScaffoldUnsupported, WholeFilePrompt, kind_of
 from ..kinds.scaffold import Scaffold
 from ..llm.chat import code_blocks, extract_code
+from ..llm.identifiers import Identifiers
 from ..tasks.spec import Task
 from . import prompts
 from .attempt import Candidate
@@ -27,10 +28,24 @@ class WholeFile:
     name = "whole-file"
     max_tokens = 1800  # a whole kernel file
 
-    def __init__(self, task: Task, settings: settings_module.Settings, index=None, definition: bool = True):
+    def __init__(self, task: Task, settings: settings_module.Settings, index=None, definition: bool = True,
+                 api_names: bool = True):
         self.task, self.index, self.settings, self.definition = task, index, settings, definition
+        self.api_names = api_names
         self._prompt: WholeFilePrompt | None = None
         self._api: str | None = None
+        self._identifiers: Identifiers | None = None
+
+    @property
+    def identifiers(self) -> Identifiers | None:
+        """What the Coder's decoding may write after OpType_, DataType_, main_as_ and MNN:: (the
+        names of the pinned tree's index), or None with the ablation."""
+        if not self.api_names:
+            return None
+        if self._identifiers is None:
+            index = self.index or TreeIndex.load(self.settings).for_targets(self.task.mnn.targets if self.task.mnn else ())
+            self._identifiers = Identifiers(index.api_names())
+        return self._identifiers
 
     def prompt(self) -> WholeFilePrompt:
         """The kind's system text, worked example and MNN lookups for this task (made once)."""
@@ -63,6 +78,7 @@ class WholeFile:
 class Scaffolded:
     name = "scaffolded"
     max_tokens = 800  # a few short functions
+    identifiers = None  # the model writes no MNN names here
 
     def __init__(self, task: Task, settings: settings_module.Settings, index=None, definition: bool = True):
         self.task, self.index, self.settings, self.definition = task, index, settings, definition
@@ -98,22 +114,24 @@ class Scaffolded:
         return Candidate(code, source, None, region)
 
 
-def make_mode(name: str, task: Task, settings: settings_module.Settings, index=None, definition: bool = True):
+def make_mode(name: str, task: Task, settings: settings_module.Settings, index=None, definition: bool = True,
+              api_names: bool = True):
     """The mode object for "whole-file" or "scaffolded" (ScaffoldUnsupported when it cannot frame the
-    task); `definition`: the operator's semantics in the task block."""
+    task); `definition`: the operator's semantics in the task block; `api_names`: whole-file decoding
+    kept to the tree's names."""
     if name == "whole-file":
-        return WholeFile(task, settings, index, definition)
+        return WholeFile(task, settings, index, definition, api_names)
     if name == "scaffolded":
         return Scaffolded(task, settings, index, definition)
     raise ValueError(f"unknown mode {name!r}: use whole-file or scaffolded")
 
 
-def open_mode(attempt, name: str, index=None, unit_tests: bool = True, definition: bool = True):
+def open_mode(attempt, name: str, index=None, unit_tests: bool = True, definition: bool = True, api_names: bool = True):
     """The mode for an attempt, or None (recorded as a step) when the scaffold cannot frame the task.
     In scaffolded mode with `unit_tests`, the attempt gets the task's unit tests where there are
     some (tools/unit_test.py); a step says which, or why none."""
     try:
-        mode = make_mode(name, attempt.task, attempt.settings, index, definition)
+        mode = make_mode(name, attempt.task, attempt.settings, index, definition, api_names)
     except ScaffoldUnsupported as error:
         attempt.step("scaffold", {"error": str(error)})
         return None

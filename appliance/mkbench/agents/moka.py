@@ -70,6 +70,7 @@ class MoKA:
     fixits: bool = True  # apply the compiler's fix-its to a failed build before the Debugger
     unit_tests: bool = True  # scaffolded mode: the unit test before the judge, its differences to the Debugger
     definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
+    api_names: bool = True  # whole-file mode: after OpType_, main_as_, MNN:: ... only names the tree has
     best_of: int | None = None  # drafts before the rounds (None: 1 whole-file as published, 4 scaffolded)
     settings: settings_module.Settings | None = None
     judge: Callable | None = None
@@ -82,11 +83,12 @@ class MoKA:
     def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         config = {"tree": self.tree, "errors": self.errors, "accelerator": self.accelerator, "best_of": self.best_of,
                   "fixits": self.fixits, "unit_tests": self.unit_tests,
-                  "definition": self.definition}
+                  "definition": self.definition, "api_names": self.api_names}
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config=config)
         index = TreeIndex.load(self.settings).for_targets(task.mnn.targets if task.mnn else ())
-        mode = open_mode(attempt, self.mode, index, unit_tests=self.unit_tests, definition=self.definition)
+        mode = open_mode(attempt, self.mode, index, unit_tests=self.unit_tests, definition=self.definition,
+                         api_names=self.api_names)
         if mode is None:
             return attempt.finish("unsupported")
         memory = Memory()
@@ -172,7 +174,7 @@ class MoKA:
                 found.append((query, attempt.tool("tree.lookup", {"query": query}, index.describe(query, max_lines=20))))
         messages = prompts.render(f"coder-revise.{mode.name}", **mode.base(), code=candidate.code or "(no code yet)",
                                   feedback=feedback(plan, found))
-        answer = attempt.ask("coder", messages, seed=round_, max_tokens=mode.max_tokens)
+        answer = attempt.ask("coder", messages, seed=round_, max_tokens=mode.max_tokens, identifiers=mode.identifiers)
         if answer is None:
             return None
         return self._fixed(attempt, mode, attempt.judge(mode.candidate(answer.text), origin={"round": round_}))

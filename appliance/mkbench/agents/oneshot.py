@@ -14,7 +14,8 @@ from .modes import open_mode
 def draw(attempt: Attempt, mode, seed: int, temperature: float | None = None):
     """Ask the Coder once for the task and judge the answer; None when the budget is spent."""
     messages = prompts.render(f"coder-draft.{mode.name}", **mode.draft())
-    answer = attempt.ask("coder", messages, seed=seed, temperature=temperature, max_tokens=mode.max_tokens)
+    answer = attempt.ask("coder", messages, seed=seed, temperature=temperature, max_tokens=mode.max_tokens,
+                         identifiers=mode.identifiers)
     if answer is None:
         return None
     return attempt.judge(mode.candidate(answer.text), origin={"seed": seed})
@@ -30,6 +31,7 @@ class OneShot:
     worker: str = "0"
     unit_tests: bool = True  # scaffolded mode: functions that fail the unit test go back, not to the judge
     definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
+    api_names: bool = True  # whole-file mode: after OpType_, main_as_, MNN:: ... only names the tree has
 
     @property
     def name(self) -> str:
@@ -37,8 +39,9 @@ class OneShot:
 
     def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
-                                self.worker, config={"unit_tests": self.unit_tests, "definition": self.definition})
-        mode = open_mode(attempt, self.mode, unit_tests=self.unit_tests, definition=self.definition)
+                                self.worker, config={"unit_tests": self.unit_tests, "definition": self.definition,
+                                                            "api_names": self.api_names})
+        mode = open_mode(attempt, self.mode, unit_tests=self.unit_tests, definition=self.definition, api_names=self.api_names)
         if mode is None:
             return attempt.finish("unsupported")
         verdict = draw(attempt, mode, seed=0)

@@ -24,6 +24,7 @@ class PassK:
     worker: str = "0"
     unit_tests: bool = True  # scaffolded mode: samples that fail the unit test are not judged
     definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
+    api_names: bool = True  # whole-file mode: after OpType_, main_as_, MNN:: ... only names the tree has
 
     @property
     def name(self) -> str:
@@ -33,8 +34,8 @@ class PassK:
         k = self.k or budget.samples
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config={"k": k, "temperature": self.temperature, "unit_tests": self.unit_tests,
-                                        "definition": self.definition})
-        mode = open_mode(attempt, self.mode, unit_tests=self.unit_tests, definition=self.definition)
+                                        "definition": self.definition, "api_names": self.api_names})
+        mode = open_mode(attempt, self.mode, unit_tests=self.unit_tests, definition=self.definition, api_names=self.api_names)
         if mode is None:
             return attempt.finish("unsupported")
         for seed in range(k):

@@ -65,6 +65,9 @@ class Request:
     # A JSON schema the answer must follow (llama.cpp turns it into a grammar); backends that
     # cannot constrain decoding ignore it, so callers still parse defensively.
     json_schema: dict | None = field(default=None, compare=False)
+    # Names the answer may write after given prefixes (identifiers.Identifiers); backends that
+    # cannot steer decoding token by token ignore it.
+    identifiers: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -216,10 +219,12 @@ class Chat:
         max_tokens: int = 1024,
         stop: Iterable[str] = (),
         json_schema: dict | None = None,
+        identifiers=None,
     ) -> Completion:
         """Answer the messages; temperature None means the model's recommended one.
 
-        json_schema: constrain the answer to JSON of this schema where the backend can (llama.cpp)."""
+        json_schema: constrain the answer to JSON of this schema where the backend can (llama.cpp).
+        identifiers: an identifiers.Identifiers: after its prefixes, only its names (llama.cpp)."""
         if not messages:
             raise ValueError("a chat call needs at least one message")
         if max_tokens <= 0:
@@ -230,7 +235,7 @@ class Chat:
         while True:
             fitted, dropped = self._fit(messages, max_tokens)
             trimmed += dropped
-            request = Request(fitted, int(seed), temperature, int(max_tokens), tuple(stop), json_schema)
+            request = Request(fitted, int(seed), temperature, int(max_tokens), tuple(stop), json_schema, identifiers)
             started = time.perf_counter()
             try:
                 generation = self.backend.generate(request)

@@ -77,6 +77,7 @@ class LlamaCppBackend:
         self._batch = n_batch
         self._aligned = 0  # leading KV-cache tokens computed as whole batches aligned to 0
         self._grammars: dict[str, object] = {}  # JSON schema text -> LlamaGrammar
+        self._tokens = None  # identifiers.TokenTable of the vocabulary, made on first use
 
     @classmethod
     def load(cls, name: str | None, settings: settings_module.Settings, **options) -> "LlamaCppBackend":
@@ -123,6 +124,7 @@ class LlamaCppBackend:
             stop=list(request.stop) + rendered.stop,
             stopping_criteria=rendered.stopping_criteria,
             grammar=self._grammar(request.json_schema),
+            logits_processor=self._name_guard(request.identifiers, len(rendered.tokens)),
         )
         perf = llama_cpp.llama_perf_context(ctx)
         self._aligned = len(rendered.tokens) // self._batch * self._batch
@@ -145,6 +147,20 @@ class LlamaCppBackend:
         if key not in self._grammars:
             self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
         return self._grammars[key]
+
+    def _name_guard(self, identifiers, prompt_length: int):
+        """A logits processor that keeps names after the request's prefixes to the known ones, or None."""
+        if not identifiers:
+            return None
+        from .identifiers import TokenTable
+
+        if self._tokens is None:  # the vocabulary as text, once per model
+            detokenize = self._llm.detokenize
+            self._tokens = TokenTable.of(detokenize([i]).decode("utf-8", errors="ignore")
+                                         for i in range(self._llm.n_vocab()))
+        guard = identifiers.processor(self._tokens, prompt_length,
+                                      lambda ids: self._llm.detokenize(ids).decode("utf-8", errors="ignore"))
+        return self._llama_cpp.LogitsProcessorList([guard])
 
     def _keep_reusable_prefix(self, tokens: list[int]) -> None:
         """Cut the KV cache back to the prefix a fresh evaluation of `tokens` would compute identically."""

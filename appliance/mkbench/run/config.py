@@ -85,6 +85,12 @@ GENERATORS: dict[str, GeneratorEntry] = {
                                              description="one answer per task, without the operator's definition"),
     "pass@k-no-definition": GeneratorEntry(_builtin("passk", "PassK", definition=False),
                                            description="k samples, without the operator's definition"),
+    "moka-no-names": GeneratorEntry(_builtin("moka", "MoKA", api_names=False),
+                                    description="MoKA whose whole-file decoding may write any name"),
+    "one-shot-no-names": GeneratorEntry(_builtin("oneshot", "OneShot", api_names=False),
+                                        description="one answer per task; whole-file decoding may write any name"),
+    "pass@k-no-names": GeneratorEntry(_builtin("passk", "PassK", api_names=False),
+                                      description="k samples; whole-file decoding may write any name"),
 }
 
 

@@ -376,6 +376,28 @@ class TreeIndex:
         view._parsed = self._parsed
         return view
 
+    def api_names(self) -> dict[str, frozenset[str]]:
+        """The names that exist after the prefixes a whole-file kernel writes them with (for
+        llm/identifiers.py): OpType_ and DataType_ values, Op::main_as_ accessors, and what the MNN
+        namespace holds directly (classes, functions, enumerators, nested namespaces)."""
+        op_types, data_types, accessors, in_mnn = set(), set(), set(), set()
+        for symbol in self.symbols:
+            if self.is_hidden(symbol):
+                continue
+            parts = symbol.name.split("::")
+            if parts[0] != "MNN" or len(parts) < 2:
+                continue
+            short = parts[-1]
+            if symbol.kind == "enumerator" and short.startswith("OpType_"):
+                op_types.add(short.removeprefix("OpType_"))
+            elif symbol.kind == "enumerator" and short.startswith("DataType_"):
+                data_types.add(short.removeprefix("DataType_"))
+            elif parts[-2:-1] == ["Op"] and short.startswith("main_as_"):
+                accessors.add(short.removeprefix("main_as_"))
+            in_mnn.add(parts[1])
+        return {"OpType_": frozenset(op_types), "DataType_": frozenset(data_types), "main_as_": frozenset(accessors),
+                "MNN::": frozenset(in_mnn)}
+
     # ------------------------------------------------------------ what is hidden
 
     def is_hidden_file(self, file: str) -> bool:
