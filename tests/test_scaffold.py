@@ -160,6 +160,20 @@ def test_lint_rejects_with_one_line(code, reason, scaffold_for):
     assert problem is not None and reason in problem and "\n" not in problem
 
 
+def test_system_includes_are_dropped_before_the_lint_and_recorded(settings):
+    """`#include <...>` lines (the scaffold has the standard headers before the model's code) are
+    dropped, not refused; a quoted include is still refused."""
+    from mkbench.agents.modes import make_mode
+
+    mode = make_mode("scaffolded", get_task("Abs"), settings)
+    body = "void mk_unary_abs(const float* x, float* y, size_t n) { for (size_t i = 0; i < n; ++i) y[i] = std::fabs(x[i]); }"
+    kept = mode.candidate(f"```cpp\n#include <cmath>\n#if defined(__aarch64__)\n#include <arm_neon.h>\n#endif\n{body}\n```")
+    assert kept.rejected is None and kept.source is not None and "#include <cmath>" not in kept.code
+    assert kept.repairs == ("dropped 2 #include <...> lines",)
+    refused = mode.candidate(f'```cpp\n#include "core/Macro.h"\n{body}\n```')
+    assert refused.source is None and "do not write #include" in refused.rejected and refused.repairs == ()
+
+
 @pytest.mark.parametrize("code, reason", [
     ("#include <MNN/expr/ExprCreator.hpp>\n" + "VARP mk_composite_logsoftmax(VARP x) { return x; }", "do not write #include"),
     ("VARP mk_composite_logsoftmax(VARP x) { return x; }\n"

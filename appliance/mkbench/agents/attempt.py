@@ -39,6 +39,11 @@ class Candidate:
     source: str | None  # the file to build (None when rejected)
     rejected: str | None = None  # the lint's one-line reason
     region: tuple[int, int] | None = None  # lines of the model's code in `source` (scaffolded)
+    repairs: tuple[str, ...] = ()  # mechanical edits made to the model's code before the lint (recorded)
+
+
+def _repairs(candidate: Candidate) -> dict:
+    return {"repairs": list(candidate.repairs)} if candidate.repairs else {}
 
 
 def rank(verdict: Verdict) -> tuple:
@@ -148,12 +153,12 @@ class Attempt:
         the attempt has one), and those that pass it to the judge."""
         if candidate.rejected is not None or candidate.source is None:
             reason = candidate.rejected or "no code in the answer"
-            self.step("lint", {"ok": False, "reason": reason, "code": candidate.code, **(origin or {})})
+            self.step("lint", {"ok": False, "reason": reason, "code": candidate.code, **_repairs(candidate), **(origin or {})})
             verdict = Verdict("compile-error", f"lint: {reason}", self.task.name, self.device.serial, compiled=False,
                               correct=False, compiler_output=f"mkbench lint: {reason}", judged_by="lint")
         else:
             if self.mode == "scaffolded":
-                self.step("lint", {"ok": True, **(origin or {})})
+                self.step("lint", {"ok": True, **_repairs(candidate), **(origin or {})})
             tested = self._unit_test(candidate, origin) if unit_test and self.unit_tests is not None else None
             verdict = tested or self._judged(candidate, origin)
         self.verdicts.append(verdict)

@@ -106,12 +106,13 @@ class Scaffolded:
         return None
 
     def candidate(self, answer: str) -> Candidate:
-        code = self.extract(answer)
+        code, dropped = lint.without_system_includes(self.extract(answer))
+        repairs = (f"dropped {dropped} #include <...> line{'s' if dropped > 1 else ''}",) if dropped else ()
         problem = lint.check(code, self.scaffold)
         if problem is not None:
-            return Candidate(code, None, problem)
+            return Candidate(code, None, problem, repairs=repairs)
         source, region = self.scaffold.splice(code)
-        return Candidate(code, source, None, region)
+        return Candidate(code, source, None, region, repairs)
 
 
 def make_mode(name: str, task: Task, settings: settings_module.Settings, index=None, definition: bool = True,

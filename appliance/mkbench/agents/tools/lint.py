@@ -108,6 +108,20 @@ def _without_comments(code: str) -> str:
     return re.sub(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"', blank, code, flags=re.DOTALL)
 
 
+_SYSTEM_INCLUDE = re.compile(r"^[ \t]*#[ \t]*include[ \t]*<[^>\n]+>[^\n]*(\n|$)", re.MULTILINE)
+
+
+def without_system_includes(code: str | None) -> tuple[str | None, int]:
+    """The code without its `#include <...>` lines, and how many there were. The scaffold includes
+    the standard headers and SIMD intrinsics before the model's code, which sits inside a
+    namespace where an include does harm; small models write them anyway (most of the lint
+    rejections of a run's Accelerator rounds), so they are dropped rather than refused. A header
+    the scaffold lacks then shows as the compile error it causes. `#include "..."` is still refused."""
+    if not code:
+        return code, 0
+    return _SYSTEM_INCLUDE.subn("", code)
+
+
 def check(code: str | None, scaffold: Scaffold) -> str | None:
     """None if the code may be spliced into the scaffold, else a one-line reason to reject it."""
     if not code or not code.strip():
