@@ -38,7 +38,7 @@ FROM system AS python
 # Built from source without native CPU flags: the image runs on any x86_64 CPU (the native build
 # also crashes in ggml's AMX path on some); without ccache, which would leave its cache in the layer.
 # Its own layer, so a new dependency does not rebuild it.
-RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CCACHE=OFF" pip install -q llama-cpp-python
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CCACHE=OFF" pip install -q "llama-cpp-python==0.3.36"
 COPY pyproject.toml /opt/mkbench/pyproject.toml
 RUN python3 -c 'import tomllib; p = tomllib.load(open("/opt/mkbench/pyproject.toml", "rb"))["project"]; \
 print("\n".join(p["dependencies"] + [d for extra in ("llm", "agents", "report", "test") for d in p["optional-dependencies"][extra]]))' \

@@ -80,7 +80,7 @@ setup_python() {
     # installed, or pip would build it with the defaults (which crash on some x86 CPUs).
     if ! "$PYTHON" -c "import llama_cpp" 2>/dev/null; then
         log "building llama-cpp-python from source (about 4 minutes on 2 cores)"
-        CMAKE_ARGS="-DGGML_NATIVE=OFF" "$PYTHON" -m pip install -q --no-cache-dir llama-cpp-python 2>&1 \
+        CMAKE_ARGS="-DGGML_NATIVE=OFF" "$PYTHON" -m pip install -q --no-cache-dir "llama-cpp-python==0.3.36" 2>&1 \
             | grep -v "^WARNING: Location" || true
     fi
     if ! "$PYTHON" -c "import mkbench, click, sqlite_utils, onnx, adbutils, _mnncengine, matplotlib, tree_sitter_cpp" 2>/dev/null \

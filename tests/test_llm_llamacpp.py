@@ -139,3 +139,22 @@ def test_configuration_loads_an_installed_model_by_name(tmp_path, small_model): 
     with open_backend(f"llama.cpp:{small_model.name}?n_ctx=256", settings) as loaded:
         assert (loaded.name, loaded.model, loaded.context_length) == ("llama.cpp", small_model.name, 256)
         assert loaded.model_sha256 == small_model.sha256
+
+
+def test_samples_of_one_prompt_decoded_together(backend):
+    """llm/batched.py: n samples share the prompt's evaluation and one decode step each; the same
+    seeds give the same samples, greedy samples agree, stop strings cut, the context is guarded."""
+    from mkbench.llm.batched import BatchDecoder
+
+    prompt = backend.prompt_tokens([Message("user", "Name three animals, comma separated.")])
+    with BatchDecoder(backend.llama, sequences=3, n_ctx=512) as decoder:
+        first = decoder.generate(prompt, seeds=[1, 2, 3], temperature=1.2, sampling=backend.sampling, max_tokens=12)
+        again = decoder.generate(prompt, seeds=[1, 2, 3], temperature=1.2, sampling=backend.sampling, max_tokens=12)
+        assert [s.text for s in first] == [s.text for s in again] and len({s.text for s in first}) > 1
+        assert all(0 < s.completion_tokens <= 12 and s.finish_reason in ("stop", "length") for s in first)
+        greedy = decoder.generate(prompt, seeds=[7, 8], temperature=0, sampling=backend.sampling, max_tokens=12)
+        assert greedy[0].text == greedy[1].text and greedy[0].text
+        cut = decoder.generate(prompt, seeds=[7], temperature=0, sampling=backend.sampling, max_tokens=12, stop=[","])
+        assert cut[0].text == greedy[0].text.split(",")[0] and cut[0].finish_reason == "stop"
+        with pytest.raises(ValueError, match="exceed the context"):
+            decoder.generate(prompt, seeds=[1, 2, 3], temperature=1.0, sampling=backend.sampling, max_tokens=400)

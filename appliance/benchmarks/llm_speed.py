@@ -1,7 +1,7 @@
 """Prompt-processing and generation speed of a model through mkbench, next to llama.cpp's own.
 
     python appliance/benchmarks/llm_speed.py [--model NAME] [--n-prompt 512] [--n-gen 128] [--repetitions 3]
-                                   [--llama-bench PATH] [--json]
+                                   [--llama-bench PATH] [--sequences 1,2,4,8] [--json]
 
 The same GGUF, threads and batch size are measured four ways:
 
@@ -11,6 +11,10 @@ The same GGUF, threads and batch size are measured four ways:
                      n-prompt batch for pp, n-gen single-token decodes for tg; no sampling.
   llama-cpp-python   Llama.create_completion with the model's sampling: what mkbench builds on.
   mkbench Chat       a Chat call: template, context guard, sampling, recording into SQLite.
+
+Then several samples of one 256-token prompt decoded together (llm/batched.py, issue #20's lever
+2): for each count of parallel sequences, the total tokens/s of the decode (the shared prompt's
+evaluation, timed by a one-token call, left out), as llama.cpp's llama-batched-bench reports it.
 
 pp = prompt tokens / time of a call that generates one token; tg = (tokens - 1) / (time of the
 generating call - time of the one-token call on the same prompt). Medians over repetitions run
@@ -81,6 +85,8 @@ def main() -> None:
                     runs[name]["tg"].append(tg)
                 generated.append((lcp[2], mk[2]))
 
+        batched = time_batches(backend, [int(n) for n in args.sequences.split(",") if n], args.n_gen, args.repetitions)
+
     results = {name: {k: summary(v) for k, v in r.items()} for name, r in runs.items()}
     bench = run_llama_bench(args, backend, threads)
     if bench:
@@ -96,6 +102,7 @@ def main() -> None:
         "load_average_before": load,
         "system_info": llama_cpp.llama_print_system_info().decode().strip(),
         "results": results,
+        "batched_decode_tok_s": batched,
         "mkbench_overhead_percent": {
             k: 100 * (results["llama-cpp-python"][k]["median"] / results["mkbench Chat"][k]["median"] - 1) for k in ("pp", "tg")
         },
@@ -113,6 +120,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--llama-bench", default=os.environ.get("LLAMA_BENCH") or shutil.which("llama-bench"), help="llama-bench binary")
+    parser.add_argument("--sequences", default="1,2,4,8", help="parallel sequences of one prompt to time ('' to skip)")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args()
 
@@ -160,6 +168,32 @@ def time_c_api(llama_cpp, backend: LlamaCppBackend, n_prompt: int, n_gen: int) -
     llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
     llm.reset()
     return n_prompt / pp_seconds, n_gen / tg_seconds, n_gen
+
+
+def time_batches(backend: LlamaCppBackend, counts: list[int], n_gen: int, repetitions: int) -> dict[int, dict]:
+    """Total decode tokens/s of n samples of one shared 256-token prompt decoded together."""
+    from mkbench.llm.batched import BatchDecoder
+
+    if not counts:
+        return {}
+    prompt = backend.prompt_tokens(prompt_of(backend, 256, 99))
+    found = {}
+    with BatchDecoder(backend.llama, sequences=max(counts), n_ctx=len(prompt) + max(counts) * n_gen + 64) as decoder:
+        for n in counts:
+            rates = []
+            for run in range(repetitions + 1):  # run 0 warms up
+                seeds = [run * 100 + k for k in range(n)]
+                started = time.perf_counter()
+                decoder.generate(prompt, seeds, backend.sampling.temperature, backend.sampling, max_tokens=1)
+                prompt_seconds = time.perf_counter() - started
+                started = time.perf_counter()
+                samples = decoder.generate(prompt, seeds, backend.sampling.temperature, backend.sampling, max_tokens=n_gen)
+                seconds = time.perf_counter() - started - prompt_seconds
+                if run:
+                    rates.append(sum(s.completion_tokens - 1 for s in samples) / seconds)
+            found[n] = summary(rates)
+            print(f"{n} sequences: {found[n]['median']:.1f} tok/s", file=sys.stderr)
+    return found
 
 
 def _check(status: int) -> None:
@@ -225,6 +259,10 @@ def table(report: dict) -> str:
     for name, r in report["results"].items():
         cells = [f"{r[k]['median']:8.1f} [{r[k]['min']:6.1f}-{r[k]['max']:6.1f}]{'!' if r[k]['unstable'] else ' '}" for k in ("pp", "tg")]
         lines.append(f"{name:<20} {cells[0]:>22} {cells[1]:>22}")
+    if report.get("batched_decode_tok_s"):
+        lines += ["", "samples of one prompt decoded together (llm/batched.py), total decode tok/s:"]
+        for n, r in report["batched_decode_tok_s"].items():
+            lines.append(f"  {n} sequence{'s' if n > 1 else ' '}  {r['median']:8.1f} [{r['min']:6.1f}-{r['max']:6.1f}]{'!' if r['unstable'] else ''}")
     overhead = report["mkbench_overhead_percent"]
     lines += ["", f"mkbench Chat vs llama-cpp-python: pp {overhead['pp']:+.1f} %, tg {overhead['tg']:+.1f} % time "
               "(positive: mkbench slower); ! marks a spread above 10 %"]  # fmt: skip

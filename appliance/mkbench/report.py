@@ -580,6 +580,9 @@ ATTEMPT_COLUMNS = (
     # issue 18-19: the scale-aware check, flags that keep a kernel out of the wins, how the timing stopped
     "strict_ok", "scaled_error", "native_scaled_error", "blocked", "draw_seed", "timing_runs", "timing_stopped_by",
     "bound_ms", "bound_fraction",
+    # issue 20: the unit test before the judge (scaffolded mode): functions it ran, turned back, and
+    # attempts that ended on one of those and went to the judge at the end
+    "unit_tests_run", "unit_tests_failed", "unit_tests_judged_at_end",
 )
 ATTEMPT_TEXT_COLUMNS = ("candidate", "compiler_output")  # with --full
 LLM_CALL_COLUMNS = (
@@ -620,6 +623,8 @@ def attempt_rows(data: RunData, full: bool = False) -> list[dict[str, Any]]:
             "native_scaled_error": e.get("native_scaled_error"), "blocked": e.get("blocked"), "draw_seed": e.get("draw_seed"),
             "timing_runs": e.get("timing_runs"), "timing_stopped_by": e.get("timing_stopped_by"),
             "bound_ms": e.get("bound_ms"), "bound_fraction": e.get("bound_fraction"),
+            **{f"unit_tests_{k}": v for k, v in ((summary.get("notes") or {}).get("unit_tests") or {}).items()
+               if k in ("run", "failed", "judged_at_end")},
         }
         if full:
             row.update(candidate=e.get("candidate"), compiler_output=e.get("compiler_output"))
