@@ -319,6 +319,32 @@ def test_one_shot_and_pass_at_k_in_both_modes(db, solve):
     assert rows == [("one-shot", "whole-file"), ("one-shot", "scaffolded"), ("pass@k", "scaffolded")]
 
 
+class BatchingReplay(ScriptedReplay):
+    """A scripted backend that, like llama.cpp's, decodes several samples of one prompt together."""
+
+    def __init__(self, script):
+        super().__init__(script)
+        self.batches = []
+
+    def generate_many(self, request, seeds, temperatures):
+        self.batches.append(list(seeds))
+        return [self.generate(replace(request, seed=seed, temperature=t)) for seed, t in zip(seeds, temperatures)]
+
+
+@pytest.mark.slow
+def test_samples_of_one_prompt_are_asked_together(db, solve):
+    """pass@k's k samples and MoKA's best-of-N drafts are one batched request (Chat.samples), then
+    judged in order; MoKA stops judging at the first correct draft. The -no-batch ablation asks one
+    by one."""
+    answers = {"coder": [f"```cpp\n{(FIXTURES / 'functions' / name).read_text()}```" for name in ("Abs_identity.cpp", "Abs.cpp", "Abs.cpp")]}
+    k, backend = solve("pass@k", "scaffolded", "Abs", BatchingReplay(answers), db, Budget(samples=3))
+    assert backend.batches == [[0, 1, 2]] and [v.verdict for v in k.verdicts] == ["wrong-values", "correct", "correct"]
+    moka, backend = solve("moka-no-accel", "scaffolded", "Abs", BatchingReplay(answers), db, Budget(samples=3))
+    assert backend.batches == [[0, 1, 2]] and [v.verdict for v in moka.verdicts] == ["wrong-values", "correct"]
+    single, backend = solve("pass@k-no-batch", "scaffolded", "Abs", BatchingReplay(answers), db, Budget(samples=3))
+    assert backend.batches == [] and [r.seed for r in backend.requests] == [0, 1, 2]
+
+
 def test_a_composite_task_never_shows_mnns_own_rewrite(settings):
     """A composite's converted graph is what MNN's transform for the operator makes: its native
     implementation. Neither the task block nor the Model Parser shows it; a CPU task's ops are shown."""

@@ -158,3 +158,20 @@ def test_samples_of_one_prompt_decoded_together(backend):
         assert cut[0].text == greedy[0].text.split(",")[0] and cut[0].finish_reason == "stop"
         with pytest.raises(ValueError, match="exceed the context"):
             decoder.generate(prompt, seeds=[1, 2, 3], temperature=1.0, sampling=backend.sampling, max_tokens=400)
+
+
+def test_chat_samples_are_decoded_together_and_recorded_one_by_one(chat):
+    from mkbench.llm.identifiers import Identifiers
+
+    question = [Message("user", "Complete the C++ line `auto type = OpType_` with an op type for max pooling; "
+                                "answer with the line only.")]
+    known = {"UnaryOp", "Pooling"}
+    answers = chat.samples(question, seeds=[1, 2, 3], temperatures=[1.0, 1.0, None], max_tokens=16,
+                           identifiers=Identifiers({"OpType_": known}))
+    assert [a.seed for a in answers] == [1, 2, 3] and answers[2].temperature == chat.backend.sampling.temperature
+    assert answers[0].evaluated_prompt_tokens == answers[0].prompt_tokens and answers[1].evaluated_prompt_tokens == 0
+    for answer in answers:  # the name constraint holds in the batch too
+        for part in answer.text.split("OpType_")[1:]:
+            assert part.split(";")[0].split("`")[0].strip() in known, answer.text
+    rows = chat.recorder.db.execute("SELECT seed FROM llm_calls ORDER BY id").fetchall()
+    assert [r[0] for r in rows][-3:] == [1, 2, 3]

@@ -77,14 +77,15 @@ class Generator(Protocol):
 
 GENERATORS = ("one-shot", "pass@k", "moka", "moka-no-tree", "moka-no-errors", "moka-no-accel", "moka-no-tests",
               "moka-no-definition", "moka-no-names", "one-shot-no-tests", "pass@k-no-tests", "one-shot-no-definition",
-              "pass@k-no-definition", "one-shot-no-names", "pass@k-no-names")
+              "pass@k-no-definition", "one-shot-no-names", "pass@k-no-names", "moka-no-batch", "pass@k-no-batch")
 # What each generator can be run without ("moka-no-tree-no-tests"): name part -> its constructor's
 # switch. tests: the unit test before the judge (scaffolded mode); definition: the operator's
 # attributes in words and ONNX's reference implementation in the task block; names: whole-file
 # decoding kept to the MNN names the tree has after OpType_, DataType_, main_as_, MNN::.
 _SHARED = {"tests": "unit_tests", "definition": "definition", "names": "api_names"}
-SWITCHES = {"one-shot": _SHARED, "pass@k": _SHARED,
-            "moka": {"tree": "tree", "errors": "errors", "accel": "accelerator", **_SHARED}}
+# batch: several samples of one prompt decoded together (pass@k's k, MoKA's best-of-N drafts).
+SWITCHES = {"one-shot": _SHARED, "pass@k": {**_SHARED, "batch": "batched"},
+            "moka": {"tree": "tree", "errors": "errors", "accel": "accelerator", **_SHARED, "batch": "batched"}}
 
 
 def generator_name(base: str, generator) -> str:

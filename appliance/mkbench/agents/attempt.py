@@ -132,14 +132,38 @@ class Attempt:
             self.step(role, {"error": str(error), "seed": seed})
             self.stopped = self.stopped or f"llm-error: {str(error)[:120]}"
             return None
+        self._answered(role, answer, time.monotonic() - started, note)
+        return answer
+
+    def ask_many(self, role: str, messages: list[Message], *, seeds, temperatures, max_tokens: int = 1024,
+                 identifiers=None) -> list[Completion]:
+        """Several samples of one prompt as `role` (decoded together where the backend can:
+        Chat.samples), as many as the calls budget allows; [] when it is spent or the call fails."""
+        spent = self.exhausted()
+        if spent:
+            self.stopped = self.stopped or spent
+            return []
+        n = min(len(seeds), self.budget.calls - self.calls)
+        started = time.monotonic()
+        try:
+            answers = self.chat.bound(self.id, role).samples(messages, list(seeds)[:n], list(temperatures)[:n],
+                                                             max_tokens=max_tokens, identifiers=identifiers)
+        except LLMError as error:
+            self.step(role, {"error": str(error), "seeds": list(seeds)[:n]})
+            self.stopped = self.stopped or f"llm-error: {str(error)[:120]}"
+            return []
+        for answer in answers:
+            self._answered(role, answer, (time.monotonic() - started) / len(answers), {"batch": len(answers)})
+        return answers
+
+    def _answered(self, role: str, answer: Completion, seconds: float, note: dict | None) -> None:
         self.calls += 1
         self.prompt_tokens += answer.prompt_tokens or 0
         self.completion_tokens += answer.completion_tokens or 0
         self.step(role, {"call_id": answer.call_id, "seed": answer.seed, "temperature": answer.temperature,
                          "answer": answer.text, "finish_reason": answer.finish_reason, "prompt_tokens": answer.prompt_tokens,
                          "completion_tokens": answer.completion_tokens, "evaluated_prompt_tokens": answer.evaluated_prompt_tokens,
-                         "seconds": round(time.monotonic() - started, 3), **(note or {})})
-        return answer
+                         "seconds": round(seconds, 3), **(note or {})})
 
     def tool(self, name: str, args: dict, result: str) -> str:
         """Record a tool call (tree lookup, error extraction, ...) and return its result."""

@@ -31,7 +31,7 @@ from ..llm.chat import Message
 from . import AttemptResult, AttemptRow, Budget, generator_name, prompts
 from .attempt import Attempt, Candidate
 from .modes import open_mode
-from .oneshot import draw
+from .oneshot import draws
 from .tools import errors as error_extractor
 from .tools import fixits as compiler_fixits
 from .tools import model_parser, perf_parser
@@ -71,6 +71,7 @@ class MoKA:
     unit_tests: bool = True  # scaffolded mode: the unit test before the judge, its differences to the Debugger
     definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
     api_names: bool = True  # whole-file mode: after OpType_, main_as_, MNN:: ... only names the tree has
+    batched: bool = True  # best-of-N drafts decoded together (llm/batched.py), then judged in order
     best_of: int | None = None  # drafts before the rounds (None: 1 whole-file as published, 4 scaffolded)
     settings: settings_module.Settings | None = None
     judge: Callable | None = None
@@ -83,7 +84,7 @@ class MoKA:
     def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         config = {"tree": self.tree, "errors": self.errors, "accelerator": self.accelerator, "best_of": self.best_of,
                   "fixits": self.fixits, "unit_tests": self.unit_tests,
-                  "definition": self.definition, "api_names": self.api_names}
+                  "definition": self.definition, "api_names": self.api_names, "batched": self.batched}
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config=config)
         index = TreeIndex.load(self.settings).for_targets(task.mnn.targets if task.mnn else ())
@@ -93,11 +94,9 @@ class MoKA:
             return attempt.finish("unsupported")
         memory = Memory()
         drafts = self.best_of or (1 if mode.name == "whole-file" else min(4, budget.samples))
-        for n in range(drafts):  # 1. draft: best-of-N, until one is correct
-            drawn = draw(attempt, mode, seed=n, temperature=DRAFT_TEMPERATURES[n % len(DRAFT_TEMPERATURES)])
-            verdict = self._fixed(attempt, mode, drawn)
-            if verdict is None or verdict.correct:
-                break
+        # 1. draft: best-of-N, judged in order until one is correct
+        draws(attempt, mode, list(range(drafts)), [DRAFT_TEMPERATURES[n % len(DRAFT_TEMPERATURES)] for n in range(drafts)],
+              self.batched and drafts > 1, until_correct=True, after=lambda verdict: self._fixed(attempt, mode, verdict))
         for round_ in range(1, budget.rounds + 1):  # 2. plan and execute, from the best candidate so far
             state = attempt.state()
             if state is None or attempt.exhausted() or attempt.stopped or (state[1].correct and not self.accelerator):

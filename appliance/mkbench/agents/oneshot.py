@@ -21,6 +21,32 @@ def draw(attempt: Attempt, mode, seed: int, temperature: float | None = None):
     return attempt.judge(mode.candidate(answer.text), origin={"seed": seed})
 
 
+def draws(attempt: Attempt, mode, seeds, temperatures, batched: bool, until_correct: bool = False, after=None) -> list:
+    """Samples of the Coder's first request, each judged in order (stopping at the first correct
+    one with `until_correct`; `after(verdict)` may replace a verdict, e.g. MoKA's fix-its). With
+    `batched`, they are decoded together first (Attempt.ask_many); otherwise asked one by one."""
+    after = after or (lambda verdict: verdict)
+    verdicts = []
+    if not batched:
+        for seed, temperature in zip(seeds, temperatures):
+            verdict = after(draw(attempt, mode, seed, temperature))
+            if verdict is None:
+                break
+            verdicts.append(verdict)
+            if until_correct and verdict.correct:
+                break
+        return verdicts
+    messages = prompts.render(f"coder-draft.{mode.name}", **mode.draft())
+    answers = attempt.ask_many("coder", messages, seeds=seeds, temperatures=temperatures, max_tokens=mode.max_tokens,
+                               identifiers=mode.identifiers)
+    for answer in answers:
+        verdict = after(attempt.judge(mode.candidate(answer.text), origin={"seed": answer.seed}))
+        verdicts.append(verdict)
+        if until_correct and verdict.correct:
+            break
+    return verdicts
+
+
 @dataclass
 class OneShot:
     """One request, the whole kernel (whole-file) or its functions (scaffolded), judged as is."""

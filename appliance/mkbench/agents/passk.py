@@ -9,7 +9,7 @@ from .. import settings as settings_module
 from . import AttemptResult, AttemptRow, Budget, generator_name
 from .attempt import Attempt
 from .modes import open_mode
-from .oneshot import draw
+from .oneshot import draws
 
 
 @dataclass
@@ -25,6 +25,7 @@ class PassK:
     unit_tests: bool = True  # scaffolded mode: samples that fail the unit test are not judged
     definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
     api_names: bool = True  # whole-file mode: after OpType_, main_as_, MNN:: ... only names the tree has
+    batched: bool = True  # the k samples decoded together (llm/batched.py), then judged in order
 
     @property
     def name(self) -> str:
@@ -34,11 +35,10 @@ class PassK:
         k = self.k or budget.samples
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config={"k": k, "temperature": self.temperature, "unit_tests": self.unit_tests,
-                                        "definition": self.definition, "api_names": self.api_names})
+                                        "definition": self.definition, "api_names": self.api_names,
+                                        "batched": self.batched})
         mode = open_mode(attempt, self.mode, unit_tests=self.unit_tests, definition=self.definition, api_names=self.api_names)
         if mode is None:
             return attempt.finish("unsupported")
-        for seed in range(k):
-            if draw(attempt, mode, seed=seed, temperature=self.temperature) is None:
-                break
+        draws(attempt, mode, list(range(k)), [self.temperature] * k, self.batched)
         return attempt.finish("samples", notes={"k": k})

@@ -24,6 +24,8 @@ import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -105,11 +107,17 @@ class BatchDecoder:
             n = self._lib.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
         return buffer.raw[:max(n, 0)]
 
-    def generate(self, prompt: Sequence[int], seeds: Sequence[int], temperature: float, sampling, max_tokens: int,
-                 stop: Sequence[str] = ()) -> list[Sample]:
-        """One sample per seed of the prompt's continuation, decoded together."""
+    def fits(self, prompt_length: int, samples: int, max_tokens: int) -> bool:
+        return 1 <= samples <= self.sequences and prompt_length + samples * max_tokens <= self.n_ctx
+
+    def generate(self, prompt: Sequence[int], seeds: Sequence[int], temperature: float | Sequence[float], sampling,
+                 max_tokens: int, stop: Sequence[str] = (), identifiers=None, tokens=None) -> list[Sample]:
+        """One sample per seed of the prompt's continuation, decoded together (a temperature for
+        all, or one per sample); with `identifiers` (and the vocabulary's `tokens`), each sample's
+        names after their prefixes are kept to the known ones (llm/identifiers.py)."""
         lib = self._lib
         n = len(seeds)
+        temperatures = [float(temperature)] * n if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
         if not 1 <= n <= self.sequences:
             raise ValueError(f"{n} samples for a decoder of {self.sequences} sequences")
         if len(prompt) + n * max_tokens > self.n_ctx:
@@ -121,7 +129,8 @@ class BatchDecoder:
             self._decode([(t, start + i, (0,), start + i == len(prompt) - 1) for i, t in enumerate(chunk)])
         for seq in range(1, n):
             lib.llama_memory_seq_cp(memory, 0, seq, -1, -1)
-        samplers = [self._sampler(seed, temperature, sampling) for seed in seeds]
+        samplers = [self._sampler(seed, t, sampling) for seed, t in zip(seeds, temperatures)]
+        n_vocab = lib.llama_vocab_n_tokens(self._vocab)
         pieces: list[list[bytes]] = [[] for _ in range(n)]
         finish = [None] * n
         output_of = {seq: -1 for seq in range(n)}  # the batch row whose logits each sequence samples from
@@ -131,6 +140,12 @@ class BatchDecoder:
                 for seq in range(n):
                     if finish[seq] is not None:
                         continue
+                    if identifiers:  # mask the row's logits in place before the sampler reads them
+                        row = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, output_of[seq]), shape=(n_vocab,))
+                        text = b"".join(pieces[seq]).decode("utf-8", errors="ignore")
+                        constrained = identifiers.constrain(text, row, tokens)
+                        if constrained is not row:
+                            row[:] = constrained
                     token = lib.llama_sampler_sample(samplers[seq], self._ctx, output_of[seq])
                     if lib.llama_vocab_is_eog(self._vocab, token):
                         finish[seq] = "stop"

@@ -247,9 +247,32 @@ class Chat:
                 continue
             wall = time.perf_counter() - started
             break
+        return self._recorded(generation, request, wall, trimmed)
+
+    def samples(self, messages: Sequence[Message], seeds: Sequence[int], temperatures: Sequence[float | None], *,
+                max_tokens: int = 1024, stop: Iterable[str] = (), identifiers=None) -> list[Completion]:
+        """Several samples of one prompt, one per (seed, temperature), each recorded as its own call.
+        A backend that can (llama.cpp: `generate_many`) decodes them together, the prompt evaluated
+        once; each call's wall_seconds is then its share of the batch's. Others answer one by one."""
+        seeds = [int(seed) for seed in seeds]
+        if len(seeds) != len(temperatures):
+            raise ValueError("one temperature per seed")
+        if len(seeds) == 1 or not hasattr(self.backend, "generate_many"):
+            return [self(messages, seed=seed, temperature=t, max_tokens=max_tokens, stop=stop, identifiers=identifiers)
+                    for seed, t in zip(seeds, temperatures)]
+        fitted, trimmed = self._fit(tuple(messages), max_tokens)
+        temperatures = [self.backend.sampling.temperature if t is None else float(t) for t in temperatures]
+        request = Request(fitted, seeds[0], temperatures[0], int(max_tokens), tuple(stop), None, identifiers)
+        started = time.perf_counter()
+        generations = self.backend.generate_many(request, seeds, temperatures)
+        share = (time.perf_counter() - started) / len(seeds)
+        return [self._recorded(g, replace(request, seed=seed, temperature=t), share, trimmed)
+                for g, seed, t in zip(generations, seeds, temperatures)]
+
+    def _recorded(self, generation: Generation, request: Request, wall: float, trimmed: int) -> Completion:
         completion = Completion(
             text=generation.text,
-            messages=fitted,
+            messages=request.messages,
             backend=self.backend.name,
             model=self.backend.model,
             model_sha256=self.backend.model_sha256,

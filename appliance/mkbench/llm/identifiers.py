@@ -100,6 +100,24 @@ class Identifiers:
             ids.extend(tokens.tailed.get(rest, ()))
         return np.unique(np.asarray(ids, dtype=np.int64)) if ids else None
 
+    def constrain(self, text: str, scores: np.ndarray, tokens: "TokenTable") -> np.ndarray:
+        """The scores of the next token after `text` (what was generated so far), with what cannot
+        continue a known name masked (-inf); the same array when nothing is constrained here."""
+        tail = text[-160:]
+        found = self.open_name(tail)
+        if found is None:
+            banned = self.crossing(tail, tokens)
+            if banned:
+                scores = scores.copy()
+                scores[banned] = -np.inf
+            return scores
+        ids = self.allowed(*found, tokens)
+        if ids is None:
+            return scores
+        masked = np.full_like(scores, -np.inf)
+        masked[ids] = scores[ids]
+        return masked
+
     def processor(self, tokens: "TokenTable", prompt_length: int, detokenize):
         """A logits processor for llama-cpp-python: (input_ids, scores) -> scores, masking what
         cannot continue a known name. `detokenize(ids) -> str` reads the generated text."""
@@ -109,19 +127,7 @@ class Identifiers:
             if len(input_ids) > state["seen"]:
                 state["text"] += detokenize(list(input_ids[state["seen"]:]))
                 state["seen"] = len(input_ids)
-            found = self.open_name(state["text"][-160:])
-            if found is None:
-                banned = self.crossing(state["text"][-160:], tokens)
-                if banned:
-                    scores = scores.copy()
-                    scores[banned] = -np.inf
-                return scores
-            ids = self.allowed(*found, tokens)
-            if ids is None:
-                return scores
-            masked = np.full_like(scores, -np.inf)
-            masked[ids] = scores[ids]
-            return masked
+            return self.constrain(state["text"], scores, tokens)
 
         return guard
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
@@ -78,6 +79,7 @@ class LlamaCppBackend:
         self._aligned = 0  # leading KV-cache tokens computed as whole batches aligned to 0
         self._grammars: dict[str, object] = {}  # JSON schema text -> LlamaGrammar
         self._tokens = None  # identifiers.TokenTable of the vocabulary, made on first use
+        self._decoder = None  # batched.BatchDecoder, made on the first generate_many of several samples
 
     @classmethod
     def load(cls, name: str | None, settings: settings_module.Settings, **options) -> "LlamaCppBackend":
@@ -148,17 +150,47 @@ class LlamaCppBackend:
             self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
         return self._grammars[key]
 
-    def _name_guard(self, identifiers, prompt_length: int):
-        """A logits processor that keeps names after the request's prefixes to the known ones, or None."""
-        if not identifiers:
-            return None
+    def generate_many(self, request: Request, seeds: Sequence[int], temperatures: Sequence[float]) -> list[Generation]:
+        """One generation per (seed, temperature) of the request's prompt, decoded together in one
+        llama.cpp batch per step (llm/batched.py) when they fit its context; one by one otherwise
+        (and for a JSON schema, which the batch decoder does not constrain)."""
+        rendered = self._render(request.messages)
+        n = len(seeds)
+        decoder = self._batch_decoder(n) if n > 1 and request.json_schema is None else None
+        if decoder is None or not decoder.fits(len(rendered.tokens), n, request.max_tokens):
+            return [self.generate(replace(request, seed=seed, temperature=t)) for seed, t in zip(seeds, temperatures)]
+        tokens = self._token_table() if request.identifiers else None
+        samples = decoder.generate(rendered.tokens, seeds, temperatures, self.sampling, request.max_tokens,
+                                   list(request.stop) + rendered.stop, request.identifiers, tokens)
+        return [Generation(text=s.text, finish_reason=s.finish_reason, prompt_tokens=len(rendered.tokens),
+                           completion_tokens=s.completion_tokens,
+                           evaluated_prompt_tokens=len(rendered.tokens) if k == 0 else 0)  # evaluated once, shared
+                for k, s in enumerate(samples)]
+
+    def _batch_decoder(self, samples: int):
+        """The batch decoder (its own context on this model), made for at least 4 sequences on first use."""
+        from .batched import BatchDecoder
+
+        if self._decoder is None or self._decoder.sequences < samples:
+            if self._decoder is not None:
+                self._decoder.close()
+            self._decoder = BatchDecoder(self._llm, sequences=max(4, samples), n_ctx=self.context_length, n_batch=self._batch)
+        return self._decoder
+
+    def _token_table(self):
         from .identifiers import TokenTable
 
         if self._tokens is None:  # the vocabulary as text, once per model
             detokenize = self._llm.detokenize
             self._tokens = TokenTable.of(detokenize([i]).decode("utf-8", errors="ignore")
                                          for i in range(self._llm.n_vocab()))
-        guard = identifiers.processor(self._tokens, prompt_length,
+        return self._tokens
+
+    def _name_guard(self, identifiers, prompt_length: int):
+        """A logits processor that keeps names after the request's prefixes to the known ones, or None."""
+        if not identifiers:
+            return None
+        guard = identifiers.processor(self._token_table(), prompt_length,
                                       lambda ids: self._llm.detokenize(ids).decode("utf-8", errors="ignore"))
         return self._llama_cpp.LogitsProcessorList([guard])
 
@@ -177,6 +209,9 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         """Free the model and its context now rather than at garbage collection."""
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
         if self._llm is not None:
             self._llm.close()
             self._llm = None

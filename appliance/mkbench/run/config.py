@@ -91,6 +91,8 @@ GENERATORS: dict[str, GeneratorEntry] = {
                                         description="one answer per task; whole-file decoding may write any name"),
     "pass@k-no-names": GeneratorEntry(_builtin("passk", "PassK", api_names=False),
                                       description="k samples; whole-file decoding may write any name"),
+    "moka-no-batch": GeneratorEntry(_builtin("moka", "MoKA", batched=False), description="MoKA asking for its drafts one by one"),
+    "pass@k-no-batch": GeneratorEntry(_builtin("passk", "PassK", batched=False), description="k samples asked one by one"),
 }
 
 

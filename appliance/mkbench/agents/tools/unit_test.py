@@ -178,9 +178,14 @@ class UnitTests:
         expected = buffer.values.reshape(-1)
         for k in bad[:SHOWN]:
             value = got[k]
-            shown = "never written" if (buffer.ctype == "float" and np.isnan(value)) else f"{_number(value)}"
+            shown = (_NAN_START if (buffer.ctype == "float" and np.isnan(value)) else f"{_number(value)}")
             lines.append(f"  {check.explain(buffer.name, int(k))} -> expected {_number(expected[k])}, got {shown}")
         return "\n".join(lines)
+
+
+# Float outputs start as NaN in the test program, so a value never written shows; so does one
+# computed from the output before it was written (a running sum kept in the output, say).
+_NAN_START = "nan (outputs start as NaN here: never written, or read before written)"
 
 
 def _number(value) -> str:
