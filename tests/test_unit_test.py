@@ -106,8 +106,34 @@ def test_arm64_functions_are_tested_for_arm64(settings):
     assert run(tests, TANH, settings, "arm64").passed
 
 
+def test_a_composites_express_function_is_run_alone_against_mnn(mnn_settings):
+    """A composite's function, compiled with the converter's compile line and linked with the
+    pinned host library, run on each correctness set: right, wrong (LogSoftmax as the 1.5B model
+    wrote it), the wrong shape, a compile error."""
+    tests = unit_tests_for("LogSoftmax_axis_2", mnn_settings)
+    assert [c.label for c in tests.checks] == [f"{s}: x[8, 32, 64]" for s in ("check0", "check1", "check2")]
+    right = ("VARP mk_composite_logsoftmax(VARP x) { auto m = _ReduceMax(x, {2}, true);\n"
+             "  return x - m - _Log(_ReduceSum(_Exp(x - m), {2}, true)); }")
+    assert run(tests, right, mnn_settings).passed
+    wrong = run(tests, "VARP mk_composite_logsoftmax(VARP x) { return _Log(x) - _ReduceSum(_Log(x), {2}, true); }", mnn_settings)
+    assert wrong.stage == "values" and "y[0, 0, 0] (flat 0) -> expected" in wrong.details
+    shape = run(tests, "VARP mk_composite_logsoftmax(VARP x) { return _ReduceSum(x, {2}, false); }", mnn_settings)
+    assert shape.stage == "shape" and "the returned variable has 256 values, the task's output 16384" in shape.message
+    broken = run(tests, "VARP mk_composite_logsoftmax(VARP x) { return _Exp(y); }", mnn_settings)
+    assert broken.stage == "compile" and "‘y’ was not declared" in broken.details
+
+
+def test_a_composite_inside_a_larger_graph_is_tested_on_its_own_node(mnn_settings):
+    """Gemm_alpha's graph scales and shifts the Gemm's output afterwards; the function stands for
+    the Gemm node alone, so it is held against that node's output in the reference run."""
+    tests = unit_tests_for("Gemm_alpha", mnn_settings)
+    assert run(tests, "VARP mk_composite_gemm(VARP a, VARP b) { return _MatMul(a, b); }", mnn_settings).passed
+    transposed = run(tests, "VARP mk_composite_gemm(VARP a, VARP b) { return _MatMul(a, b, false, true); }", mnn_settings)
+    assert transposed.stage in ("crash", "shape", "values"), transposed.message
+
+
 @pytest.mark.parametrize("task, why", [
-    ("Reshape", "no unit test frames a movement scaffold"),
+    ("Reshape", "no unit test frames a movement scaffold"),  # geometry
     ("Mod", "its scaffold has several functions"),
 ])
 def test_tasks_without_a_unit_test_say_why(task, why, settings):

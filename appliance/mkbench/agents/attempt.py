@@ -206,17 +206,22 @@ class Attempt:
     def _unit_test(self, candidate: Candidate, origin: dict | None) -> Verdict | None:
         """Run the unit test on the candidate's functions: its verdict when they fail it, else None."""
         from ..judge.session import target_of
+        from .tools.unit_test import UnitTestUnavailable
 
         settings = self.settings or settings_module.load()
         folder = settings.work_dir / "unit-tests" / f"{self.worker}-{self.id}"
-        outcome = self.unit_tests.run(candidate.code or "", target_of(self.device), folder)
+        try:
+            outcome = self.unit_tests.run(candidate.code or "", target_of(self.device), folder)
+        except UnitTestUnavailable as error:  # ours, not the model's: the judge decides alone
+            self.step("unit-test", {"error": str(error)[:500], **(origin or {})})
+            return None
         self.unit_test_runs["run"] += 1
         self.step("unit-test", {"passed": outcome.passed, "stage": outcome.stage, "message": outcome.message,
                                 "details": outcome.details[:4000], "seconds": outcome.seconds, **(origin or {})})
         if outcome.passed:
             return None
         self.unit_test_runs["failed"] += 1
-        verdict = {"compile": "compile-error", "values": "wrong-values"}.get(outcome.stage, outcome.stage)
+        verdict = {"compile": "compile-error", "values": "wrong-values", "shape": "wrong-shape"}.get(outcome.stage, outcome.stage)
         return Verdict(verdict, outcome.message, self.task.name, self.device.serial, compiled=outcome.stage != "compile",
                        correct=False, compiler_output=outcome.details if outcome.stage == "compile" else "",
                        judged_by="unit-test", details=outcome.details if outcome.stage != "compile" else "")

@@ -125,6 +125,15 @@ def reference_outputs(task: Task, inputs: dict[str, np.ndarray], model: onnx.Mod
     return {spec.name: np.asarray(value) for spec, value in zip(task.outputs, results)}
 
 
+def reference_values(task: Task, inputs: dict[str, np.ndarray], model: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
+    """Every value of the reference run on one input set, by name: the inputs, the constants and
+    every node's outputs (what a test of one node of a larger graph feeds it and expects of it)."""
+    from onnx.reference import ReferenceEvaluator
+
+    evaluator = ReferenceEvaluator(model or build_model(task), new_ops=_reference_fixes())
+    return {name: np.asarray(value) for name, value in evaluator.run(None, inputs, intermediate=True).items()}
+
+
 def _reference_fixes() -> list:
     """Replacements for ReferenceEvaluator kernels that cannot run the suite's shapes or get them
     wrong (each found by the PyTorch cross-check, where MNN and PyTorch agree with each other).

@@ -13,11 +13,15 @@ from ("y[3]: x = -0.25 -> expected 0.7788, got 0.2212"), which a small model can
 
 What each scaffold frame is tested on (CPU executions that serve one op with one function):
 elementwise unary and binary functions on a sample of every correctness set's values (the ends,
-evenly spread ones and the extremes; a count that leaves a SIMD tail); reductions and softmax on the
-first correctness set whole, called row by row as the scaffold calls them; the generic frame on
-the task's own inputs and outputs (its shapes cannot shrink: weights, constants). Geometry and
-composite kernels, and tasks whose scaffold has several functions (the reference shows only their
-combined result), have none: for those the judge is the test.
+evenly spread ones and the extremes; a count that leaves a SIMD tail); reductions and softmax on
+each correctness set whole, called row by row as the scaffold calls them; the generic frame on
+the task's own inputs and outputs (its shapes cannot shrink: weights, constants). A composite's
+Express function is compiled with the converter's compile line and linked alone against the
+pinned host MNN library: the program makes the node's inputs as variables (graph inputs as
+_Input, constants as _Const), calls the function and reads the variable it returns, computed by
+MNN's CPU backend (a transform runs at conversion time, on the host, whatever the device).
+Geometry kernels, and scaffolds with several functions (the reference shows only their combined
+result), have none: for those the judge is the test.
 
 The unit test never gives an attempt its verdict: a kernel that fails it goes back to the model,
 and one the attempt ends with is judged (agents/attempt.py). Its compile and run happen in the
@@ -54,6 +58,10 @@ SHOWN = 4  # differing elements shown to the model
 SAMPLE = 40  # values of each correctness set an elementwise function is tested on (about)
 
 
+class UnitTestUnavailable(RuntimeError):
+    """The unit test cannot run here (a fault of the harness, not of the model's code): the judge is the test."""
+
+
 @dataclass(frozen=True)
 class Buffer:
     """One array of the generated main(): an input (its values), an output (the expected values)
@@ -83,7 +91,7 @@ class Check:
 @dataclass(frozen=True)
 class Outcome:
     passed: bool
-    stage: str  # passed | compile | crash | timeout | values
+    stage: str  # passed | compile | crash | timeout | shape | values
     message: str  # one line
     details: str  # the compiler's output, or the first differing elements
     seconds: float
@@ -96,10 +104,12 @@ class UnitTests:
     checks: tuple[Check, ...]  # one program (the same buffers and calls), run once per check's data
     tolerance: object  # spec.Tolerance
     sandboxed: bool = True
+    close: str = "}  // namespace mkuser"  # what ends the head's namespaces after the model's code
+    settings: object = None  # composites: the settings their MNN builds are found with
 
     def source(self, code: str) -> str:
         """The test program: the scaffold's head, the model's code, a main() that calls it."""
-        lines = [self.head + code.strip("\n"), "", "}  // namespace mkuser", "", _IO, "int main() {"]
+        lines = [self.head + code.strip("\n"), "", self.close, "", _IO, "int main() {"]
         check = self.checks[0]
         for k, buffer in enumerate(check.buffers):
             if buffer.output:
@@ -129,12 +139,17 @@ class UnitTests:
         def outcome(stage: str, message: str, details: str = "") -> Outcome:
             return Outcome(stage == "passed", stage, message, details, round(time.monotonic() - started, 3))
 
-        compiler, extra = COMPILERS[target]
         (folder / CANDIDATE_FILE).write_text(self.source(code))
-        jail = sandbox.Jail(writable=(str(folder),), cpu_seconds=COMPILE_SECONDS)
-        built = _jailed([compiler, *FLAGS, *extra, CANDIDATE_FILE, "-o", "test"], jail, folder, COMPILE_SECONDS, self.sandboxed)
-        if built is None or built.returncode != 0:
-            log = "compiler timed out" if built is None else (built.stdout + built.stderr)
+        if self.settings is not None:  # a composite: MNN's compile line, the host library
+            target = "host"
+            log = _build_with_mnn(folder, self.settings)
+        else:
+            compiler, extra = COMPILERS[target]
+            jail = sandbox.Jail(writable=(str(folder),), cpu_seconds=COMPILE_SECONDS)
+            built = _jailed([compiler, *FLAGS, *extra, CANDIDATE_FILE, "-o", "test"], jail, folder, COMPILE_SECONDS, self.sandboxed)
+            log = None if built is not None and built.returncode == 0 else (
+                "compiler timed out" if built is None else built.stdout + built.stderr)
+        if log is not None:
             return outcome("compile", "the functions do not compile", log.replace(str(folder) + "/", "")[-6000:])
         run_prefix = (shutil.which("qemu-aarch64-static") or "qemu-aarch64",) if target == "arm64" else ()
         for check in self.checks:
@@ -154,6 +169,9 @@ class UnitTests:
         where = f"on the task's own inputs ({check.label})"
         if ran is None:
             return outcome("timeout", f"unit test: the functions did not return within {RUN_SECONDS} s {where}")
+        if ran.returncode in _SAID:  # the test program's own finding (a composite's returned variable)
+            said = (ran.stderr or "").strip().splitlines()[-1:] or ["(no message)"]
+            return outcome(_SAID[ran.returncode], f"unit test: {said[0]} {where}", (ran.stderr or "")[-2000:])
         if ran.returncode != 0:
             how = _exit(ran.returncode)
             return outcome("crash", f"unit test: the functions crashed ({how}) {where}", (ran.stderr or "")[-2000:])
@@ -178,7 +196,8 @@ class UnitTests:
         expected = buffer.values.reshape(-1)
         for k in bad[:SHOWN]:
             value = got[k]
-            shown = (_NAN_START if (buffer.ctype == "float" and np.isnan(value)) else f"{_number(value)}")
+            blank = self.settings is None and buffer.ctype == "float" and np.isnan(value)  # a composite's are computed
+            shown = _NAN_START if blank else _number(value)
             lines.append(f"  {check.explain(buffer.name, int(k))} -> expected {_number(expected[k])}, got {shown}")
         return "\n".join(lines)
 
@@ -190,6 +209,33 @@ _NAN_START = "nan (outputs start as NaN here: never written, or read before writ
 
 def _number(value) -> str:
     return f"{float(value):.6g}" if np.issubdtype(np.asarray(value).dtype, np.floating) else str(int(value))
+
+
+def _build_with_mnn(folder: Path, settings) -> str | None:
+    """Compile the test program with the converter's compile line for a transform (jailed, as the
+    judge compiles a composite) and link it with the host MNN library: None, or the log of what failed."""
+    from ...mnn import build as mnn_build
+    from ...mnn import converter_build
+    from ...mnn.toolbox import BuildLog, candidate_compile_jail, compile_cpp
+
+    kit, native = converter_build.build_converter(settings), mnn_build.build_native("host", settings, with_runner=False)
+    log = BuildLog([])
+    wrap = candidate_compile_jail(settings, folder, [kit.tree, kit.compile_directory, native.directory])
+    compiled = compile_cpp(kit, Path(CANDIDATE_FILE), Path("test.o"), log, extra=[f"-iquote{kit.tree / converter_build.ONNXEXTRA_DIR}"],
+                           cwd=folder, timeout=COMPILE_SECONDS, wrap=wrap)
+    if compiled.returncode != 0:
+        return compiled.stdout + compiled.stderr
+    linked = log.run([*native.link_command, "-o", "test", "test.o", str(native.library), *native.link_libs], cwd=folder,
+                     timeout=COMPILE_SECONDS, wrap=wrap)
+    if linked.returncode != 0:  # the Express API the function may call is all in the library: ours to mend
+        raise UnitTestUnavailable(f"the test program does not link: {(linked.stdout + linked.stderr).strip()[-300:]}")
+    return None
+
+
+# Exit codes of the test program that say what it found (stage of the outcome): 3 it could not
+# read or write its files; 4-7 a composite's function returned no variable, one MNN cannot shape
+# or compute, or one of another size than the task's output.
+_SAID = {3: "crash", 4: "crash", 5: "crash", 6: "shape", 7: "crash"}
 
 
 def _exit(code: int) -> str:
@@ -243,6 +289,8 @@ static void mkt_write(const char* path, const void* data, size_t bytes) {
 def for_task(task: Task, scaffold, settings: settings_module.Settings) -> UnitTests | str:
     """The unit tests for a scaffolded task, or one line saying why it has none. Its inputs and
     references are the judge's seeded correctness sets, made here from the task alone (no MNN)."""
+    if len(scaffold.functions) == 1 and scaffold.kinds[0] == "composite":
+        return _composite_tests(task, scaffold, settings)
     if len(scaffold.functions) != 1 or scaffold.kinds[0] not in FRAMES:
         why = ("its scaffold has several functions (the reference shows only their combined result)"
                if len(scaffold.functions) != 1 else f"no unit test frames a {scaffold.kinds[0]} scaffold")
@@ -426,6 +474,60 @@ def _generic(task, node, function, one):
         return f"{output}{index} (flat {k})"
     shown = ", ".join(f"{spec.name}{list(spec.shape)}" for spec in task.inputs)
     return Check(f"{name}: {shown}", tuple(buffers), body, explain)
+
+
+def _composite_tests(task: Task, scaffold, settings) -> UnitTests | str:
+    """The Express function on each correctness set: the node's inputs as variables (its values in
+    the reference run of the whole graph: what the nodes before it make of the task's inputs), its
+    output (the node's, in that run) read back."""
+    from ...kinds.scaffold import identifier
+    from ...tasks import model as task_model
+
+    op = task.mnn.targets[0][0]
+    node = next((n for n in task.nodes if n.op == op), None)
+    if node is None or len([o for o in node.outputs if o]) != 1:
+        return f"{task.name}: the scaffold's function does not stand for one ONNX node with one output; the judge is the test"
+    present = [name for name in node.inputs if name]  # the function's parameters, in order
+    model, constants = task_model.build_model(task), task_model.constant_values(task)
+    checks = []
+    for set_name in task_model.correctness_sets(task):
+        values = task_model.reference_values(task, task_model.draw_inputs(task, set_name), model)
+        expected = np.asarray(values[node.outputs[0]])
+        buffers, lines, arguments = [], ["using namespace MNN::Express;"], []
+        for k, name in enumerate(present):
+            array = np.asarray(values[name])
+            integer = array.dtype.kind in "biu"
+            ctype, halide = ("int32_t", "halide_type_of<int32_t>()") if integer else ("float", "halide_type_of<float>()")
+            buffer = f"in{k}"
+            buffers.append(Buffer(buffer, ctype, array.reshape(-1).astype(np.int32 if integer else np.float32), False))
+            dims = "{" + ", ".join(str(d) for d in array.shape) + "}"
+            variable = f"v{k}"
+            if name in constants:
+                lines.append(f"VARP {variable} = _Const({buffer}, {dims}, NCHW, {halide});")
+            else:
+                lines += [f"VARP {variable} = _Input({dims}, NCHW, {halide});",
+                          f"::memcpy({variable}->writeMap<{ctype}>(), {buffer}, {array.size} * sizeof({ctype}));"]
+            arguments.append(variable)
+        integer_out = expected.dtype.kind in "biu"
+        ctype = "int32_t" if integer_out else "float"
+        buffers.append(Buffer("y", ctype, expected.reshape(-1).astype(np.int32 if integer_out else np.float32), True))
+        lines += [f"VARP result = MNN::Express::mkuser::{scaffold.functions[0].name}({', '.join(arguments)});",
+                  'if (result.get() == nullptr) { std::fprintf(stderr, "the function returned no variable\\n"); return 4; }',
+                  "auto info = result->getInfo();",
+                  'if (info == nullptr) { std::fprintf(stderr, "the returned variable has no shape: MNN cannot compute its graph\\n"); return 5; }',
+                  f'if (info->size != {expected.size}) {{ std::fprintf(stderr, "the returned variable has %d values, the task\'s output {expected.size}\\n", (int)info->size); return 6; }}',
+                  f"const {ctype}* computed = result->readMap<{ctype}>();",
+                  'if (computed == nullptr) { std::fprintf(stderr, "MNN could not compute the returned variable\\n"); return 7; }',
+                  f"::memcpy(y, computed, {expected.size} * sizeof({ctype}));"]
+        shape = expected.shape
+
+        def explain(output: str, k: int, shape=shape) -> str:
+            index = [int(i) for i in np.unravel_index(k, shape)] if shape else []
+            return f"{output}{index} (flat {k})"
+        shown = ", ".join(f"{identifier(n)}{list(np.asarray(values[n]).shape)}" for n in present)
+        checks.append(Check(f"{set_name}: {shown}", tuple(buffers), "\n".join(lines), explain))
+    return UnitTests(task.name, scaffold.head, tuple(checks), task.tolerance, settings.sandbox,
+                     close="}  // namespace mkuser\n}  // namespace Express\n}  // namespace MNN", settings=settings)
 
 
 ELEMENTWISE = {"unary": _unary, "binary": _binary}
