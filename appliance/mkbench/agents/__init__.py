@@ -11,7 +11,8 @@ report can be rebuilt without re-running anything.
                    its steps, the budget and the judging every generator shares
     prompts.py     prompt templates (prompts/<role>.<mode>.md) rendered to chat messages
     trajectory.py  an attempt read back from the store (`mkbench show`)
-    tools/         tree index, error extractor, model and performance parsers, scaffold, lint, memory
+    tools/         tree index, error extractor, model and performance parsers, lint, memory, fix-its,
+                   the unit test before the judge, the operator's definition
 """
 
 from __future__ import annotations

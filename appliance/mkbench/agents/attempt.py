@@ -243,8 +243,8 @@ class Attempt:
         """What the attempt produced (run_attempt writes it into the row). When only the unit test
         saw its candidates, the furthest of them goes to the judge now: an attempt's verdict is the
         judge's (or the lint's), never the unit test's."""
-        if self.verdicts and all(v.judged_by == "unit-test" or v.judged_by == "lint" for v in self.verdicts) \
-                and any(v.judged_by == "unit-test" for v in self.verdicts):
+        judged_by = {v.judged_by for v in self.verdicts}
+        if "unit-test" in judged_by and judged_by <= {"unit-test", "lint"}:
             tested = [(rank(v), -i) for i, v in enumerate(self.verdicts) if v.judged_by == "unit-test"]
             furthest = -max(tested)[1]
             self.unit_test_runs["judged_at_end"] += 1
