@@ -241,14 +241,17 @@ class Attempt:
 
     def finish(self, stopped_by: str, notes: dict | None = None) -> AttemptResult:
         """What the attempt produced (run_attempt writes it into the row). When only the unit test
-        saw its candidates, the furthest of them goes to the judge now: an attempt's verdict is the
-        judge's (or the lint's), never the unit test's."""
+        saw its candidates, the furthest of them goes to the judge now, and the judge's verdict
+        takes the unit test's place (each candidate counts once, for pass@k too): an attempt's
+        verdict is the judge's (or the lint's), never the unit test's."""
         judged_by = {v.judged_by for v in self.verdicts}
         if "unit-test" in judged_by and judged_by <= {"unit-test", "lint"}:
             tested = [(rank(v), -i) for i, v in enumerate(self.verdicts) if v.judged_by == "unit-test"]
             furthest = -max(tested)[1]
             self.unit_test_runs["judged_at_end"] += 1
             self.judge(self.candidates[furthest], origin={"judged_at_end": True}, unit_test=False)
+            self.verdicts[furthest] = self.verdicts.pop()
+            self.candidates.pop()
         if self.unit_test_runs["run"]:
             notes = {**(notes or {}), "unit_tests": dict(self.unit_test_runs)}
         stopped_by = self.stopped if self.stopped and stopped_by not in ("solved",) else stopped_by
