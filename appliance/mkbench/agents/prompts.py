@@ -84,7 +84,8 @@ def semantics(task: Task) -> str:
 
     parts = []
     if spelled := definition.attributes(task):
-        parts.append(f"The {task.operator} node's attributes:\n" + "\n".join(f"- {line}" for line in spelled.splitlines()))
+        parts.append(f"The {task.operator} node's attributes (fixed for this task: write their values, they are not "
+                     f"variables of your code):\n" + "\n".join(f"- {line}" for line in spelled.splitlines()))
     if definition.wanted(task) and (code := definition.definition(task)):
         parts.append(f"What {task.operator} computes, as ONNX's reference implementation (opset {task.opset}) writes it "
                      f"(the judge's reference):\n```python\n{code}\n```")

@@ -64,7 +64,7 @@ def definition(task: Task) -> str:
         seen.add(source)
         pieces.append(_without_comments(source))
         module = inspect.getmodule(item)
-        for name in dict.fromkeys(re.findall(r"\b(_?[A-Za-z]\w*)\(", source)):  # helpers of the same module it calls
+        for name in dict.fromkeys(re.findall(r"\b(_?[A-Za-z]\w*)\b", source)):  # helpers of the same module it names
             helper = getattr(module, name, None)
             if inspect.isfunction(helper) and inspect.getmodule(helper) is module:
                 pending.append(helper)
