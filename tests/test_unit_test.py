@@ -132,6 +132,15 @@ def test_a_composite_inside_a_larger_graph_is_tested_on_its_own_node(mnn_setting
     assert transposed.stage in ("crash", "shape", "values"), transposed.message
 
 
+def test_a_machine_without_the_targets_tools_hands_the_kernel_to_the_judge(settings, monkeypatch):
+    """No cross compiler or qemu (an NDK-only lab machine): not the model's compile error, but a
+    harness fact the attempt records before the judge decides alone."""
+    tests = unit_tests_for("Tanh", settings)
+    monkeypatch.setattr(unit_test, "COMPILERS", {**unit_test.COMPILERS, "arm64": ("no-such-aarch64-g++", ("-static",))})
+    with pytest.raises(unit_test.UnitTestUnavailable, match="no no-such-aarch64-g\\+\\+ here to test arm64 functions"):
+        run(tests, TANH, settings, "arm64")
+
+
 @pytest.mark.parametrize("task, why", [
     ("Reshape", "no unit test frames a movement scaffold"),  # geometry
     ("Mod", "its scaffold has several functions"),
