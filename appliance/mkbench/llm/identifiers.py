@@ -36,7 +36,9 @@ class Identifiers:
     names: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self):
-        object.__setattr__(self, "names", {t: frozenset(n for n in ns if n and _IDENT.fullmatch(n)) for t, ns in self.names.items()})
+        names = {t: frozenset(n for n in ns if n and _IDENT.fullmatch(n)) for t, ns in self.names.items()}
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "_sorted", {t: sorted(ns) for t, ns in names.items()})  # for prefix search
 
     def __bool__(self) -> bool:
         return any(self.names.values())
@@ -55,15 +57,9 @@ class Identifiers:
         return None
 
     def _known_prefix(self, trigger: str, head: str) -> bool:
-        names = self._sorted(trigger)
+        names = self._sorted[trigger]
         at = bisect.bisect_left(names, head)
         return at < len(names) and names[at].startswith(head)
-
-    def _sorted(self, trigger: str) -> list[str]:
-        cache = self.__dict__.setdefault("_sorted_names", {})
-        if trigger not in cache:
-            cache[trigger] = sorted(self.names[trigger])
-        return cache[trigger]
 
     def crossing(self, text: str, tokens: "TokenTable") -> list[int]:
         """Tokens that would finish a trigger `text` ends with the start of, and go on to a name no

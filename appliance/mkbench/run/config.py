@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import settings as settings_module
-from ..agents import MODES, Budget, Generator
+from ..agents import MODES, SWITCHES, WITHOUT, Budget, Generator
 from ..devices import list_devices
 from ..tasks import Task, all_tasks, task_roots
 
@@ -64,36 +64,26 @@ def _builtin(module: str, attribute: str, **options) -> Callable[[str, "RunConfi
     return make
 
 
+# The built-in generators' modules and classes, and what each does with every part on.
+_BUILTINS = {"one-shot": ("oneshot", "OneShot", "one-shot", "one answer per task"),
+             "pass@k": ("passk", "PassK", "pass@k", "k independent samples (budget.samples), best kept"),
+             "moka": ("moka", "MoKA", "MoKA", "MoKA: plan and execute, up to budget.rounds rounds")}
+
+
+def _builtins() -> dict[str, GeneratorEntry]:
+    """Each built-in generator, and each with one of its parts switched off (agents.SWITCHES)."""
+    entries = {}
+    for base, (module, attribute, label, description) in _BUILTINS.items():
+        entries[base] = GeneratorEntry(_builtin(module, attribute), description=description)
+        for part, switch in SWITCHES[base].items():
+            entries[f"{base}-no-{part}"] = GeneratorEntry(_builtin(module, attribute, **{switch: False}),
+                                                          description=f"{label} {WITHOUT[part]}")
+    return entries
+
+
 # Name -> entry. Tests and plug-ins add their own; the name is what attempts record, and must be
 # the generator's own `name`. A generator with a `worker` field gets its worker's name (its build folder).
-GENERATORS: dict[str, GeneratorEntry] = {
-    "one-shot": GeneratorEntry(_builtin("oneshot", "OneShot"), description="one answer per task"),
-    "pass@k": GeneratorEntry(_builtin("passk", "PassK"), description="k independent samples (budget.samples), best kept"),
-    "moka": GeneratorEntry(_builtin("moka", "MoKA"), description="MoKA: plan and execute, up to budget.rounds rounds"),
-    "moka-no-tree": GeneratorEntry(_builtin("moka", "MoKA", tree=False), description="MoKA without the Tree Builder"),
-    "moka-no-errors": GeneratorEntry(_builtin("moka", "MoKA", errors=False), description="MoKA without the Error Extractor"),
-    "moka-no-accel": GeneratorEntry(_builtin("moka", "MoKA", accelerator=False), description="MoKA that stops once correct"),
-    "moka-no-tests": GeneratorEntry(_builtin("moka", "MoKA", unit_tests=False),
-                                    description="MoKA without the unit test before the judge (scaffolded mode)"),
-    "one-shot-no-tests": GeneratorEntry(_builtin("oneshot", "OneShot", unit_tests=False),
-                                        description="one answer per task, no unit test before the judge"),
-    "pass@k-no-tests": GeneratorEntry(_builtin("passk", "PassK", unit_tests=False),
-                                      description="k samples, every one judged (no unit test before the judge)"),
-    "moka-no-definition": GeneratorEntry(_builtin("moka", "MoKA", definition=False),
-                                         description="MoKA without the operator's definition in its prompts"),
-    "one-shot-no-definition": GeneratorEntry(_builtin("oneshot", "OneShot", definition=False),
-                                             description="one answer per task, without the operator's definition"),
-    "pass@k-no-definition": GeneratorEntry(_builtin("passk", "PassK", definition=False),
-                                           description="k samples, without the operator's definition"),
-    "moka-no-names": GeneratorEntry(_builtin("moka", "MoKA", api_names=False),
-                                    description="MoKA whose whole-file decoding may write any name"),
-    "one-shot-no-names": GeneratorEntry(_builtin("oneshot", "OneShot", api_names=False),
-                                        description="one answer per task; whole-file decoding may write any name"),
-    "pass@k-no-names": GeneratorEntry(_builtin("passk", "PassK", api_names=False),
-                                      description="k samples; whole-file decoding may write any name"),
-    "moka-no-batch": GeneratorEntry(_builtin("moka", "MoKA", batched=False), description="MoKA asking for its drafts one by one"),
-    "pass@k-no-batch": GeneratorEntry(_builtin("passk", "PassK", batched=False), description="k samples asked one by one"),
-}
+GENERATORS: dict[str, GeneratorEntry] = _builtins()
 
 
 def register(name: str, make: Callable[[str, "RunConfig", settings_module.Settings], Generator], uses_llm: bool = True,

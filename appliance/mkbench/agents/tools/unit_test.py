@@ -77,6 +77,18 @@ class Buffer:
     def size(self) -> int:
         return int(self.values.size) if self.values is not None else self.count
 
+    @property
+    def dtype(self):
+        return np.float32 if self.ctype == "float" else np.int32
+
+    @classmethod
+    def of(cls, name: str, array, output: bool) -> "Buffer":
+        """An input, or an output's expected values, as the test program holds it: integers and
+        booleans as int32_t (as MNN holds them), the rest as float."""
+        array = np.asarray(array)
+        ctype = "int32_t" if array.dtype.kind in "biu" else "float"
+        return cls(name, ctype, array.reshape(-1).astype(np.int32 if ctype == "int32_t" else np.float32), output)
+
 
 @dataclass(frozen=True)
 class Check:
@@ -168,7 +180,7 @@ class UnitTests:
         """Run the program on one check's inputs: None when every output matches."""
         for k, buffer in enumerate(check.buffers):
             if not buffer.output:
-                buffer.values.astype(np.float32 if buffer.ctype == "float" else np.int32).tofile(folder / f"b{k}.bin")
+                buffer.values.astype(buffer.dtype).tofile(folder / f"b{k}.bin")
         ran = _jailed([*run_prefix, "./test"], sandbox.Jail(writable=(str(folder),), cpu_seconds=RUN_SECONDS * 2), folder,
                       RUN_SECONDS, self.sandboxed)
         where = f"on the task's own inputs ({check.label})"
@@ -183,8 +195,7 @@ class UnitTests:
         for k, buffer in enumerate(check.buffers):
             if not buffer.output or buffer.values is None:
                 continue
-            dtype = np.float32 if buffer.ctype == "float" else np.int32
-            got = np.fromfile(folder / f"b{k}.bin", dtype=dtype)
+            got = np.fromfile(folder / f"b{k}.bin", dtype=buffer.dtype)
             if got.size != buffer.size:
                 return outcome("crash", f"unit test: the test program wrote {got.size} values of {buffer.name}, not {buffer.size}")
             bad = compare.failing(buffer.values.reshape(-1), got, self.tolerance)
@@ -340,6 +351,17 @@ def _alone(task: Task, node) -> bool:
     return flowing == task.outputs[0].name
 
 
+def _view(shape, axis: int) -> tuple[int, int, int]:
+    """(outside, length, inside) around one axis of a row-major shape, as the scaffold's axisView."""
+    return int(np.prod(shape[:axis])), int(shape[axis]), int(np.prod(shape[axis + 1:]))
+
+
+def _at(output: str, k: int, shape) -> str:
+    """Where flat element k of an output lies: "y[0, 2, 5] (flat 133)"."""
+    index = [int(i) for i in np.unravel_index(k, shape)] if shape else []
+    return f"{output}{index} (flat {k})"
+
+
 def _sample(n: int, first: np.ndarray) -> np.ndarray:
     """Indices of an elementwise test: the ends, evenly spread ones, the first input's extremes."""
     picked = {*range(min(8, n)), *range(max(0, n - 5), n), *np.linspace(0, n - 1, min(n, SAMPLE - 15)).astype(int).tolist(),
@@ -410,7 +432,7 @@ def _reduction(task, node, function, one):
         return "an empty reduction (noop_with_empty_axes) calls no function"
     shape, source, statements, buffers = list(x.shape), "x", [], [Buffer("x", "float", x.reshape(-1), False)]
     for step, axis in enumerate(axes):  # MNN's geometry hands a Reduction one axis at a time
-        outside, length, inside = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
+        outside, length, inside = _view(shape, axis)
         shape[axis] = 1
         last = step == len(axes) - 1
         target = "y" if last else f"t{step}"
@@ -418,8 +440,7 @@ def _reduction(task, node, function, one):
         statements.append(f"mkuser::{function.name}({source}, {target}, {outside}, {length}, {inside});")
         source = target
     if len(axes) == 1:
-        axis = axes[0]
-        outside, length, inside = int(np.prod(x.shape[:axis])), x.shape[axis], int(np.prod(x.shape[axis + 1:]))
+        outside, length, inside = _view(x.shape, axes[0])
         flat = x.reshape(-1)
 
         def explain(_, k: int) -> str:
@@ -439,9 +460,9 @@ def _softmax(task, node, function, one):
     expected = np.asarray(references[node.outputs[0]], dtype=np.float32).reshape(-1)
     axis = int(node.attributes.get("axis", -1 if task.opset >= 13 else 1)) % max(1, x.ndim)
     if task.opset >= 13:
-        outside, length, inside = int(np.prod(x.shape[:axis])), x.shape[axis], int(np.prod(x.shape[axis + 1:]))
+        outside, length, inside = _view(x.shape, axis)
     else:  # before opset 13, Softmax flattens [..axis) and [axis..) into rows
-        outside, length, inside = int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])), 1
+        outside, length, inside = _view((*x.shape[:axis], int(np.prod(x.shape[axis:]))), axis)
     body = (f"for (int o = 0; o < {outside}; ++o) for (int i = 0; i < {inside}; ++i)\n"
             f"    mkuser::{function.name}(x + (size_t)o * {length * inside} + i, y + (size_t)o * {length * inside} + i, "
             f"{length}, {inside});")
@@ -462,21 +483,13 @@ def _generic(task, node, function, one):
     if any(spec.dtype not in ("float32", "float16") for spec in task.inputs):
         return "the generic frame's test takes float inputs only"
     name, values, references = one
-    buffers = [Buffer(identifier(spec.name), "float", np.asarray(values[spec.name], dtype=np.float32).reshape(-1), False)
-               for spec in task.inputs]
-    shapes = {}
-    for spec in task.outputs:
-        integer = spec.dtype not in ("float32", "float16")
-        expected = np.asarray(references[spec.name])
-        shapes[identifier(spec.name)] = expected.shape
-        buffers.append(Buffer(identifier(spec.name), "int32_t" if integer else "float",
-                              expected.reshape(-1).astype(np.int32 if integer else np.float32), True))
+    buffers = [Buffer.of(identifier(spec.name), values[spec.name], False) for spec in task.inputs]
+    buffers += [Buffer.of(identifier(spec.name), references[spec.name], True) for spec in task.outputs]
+    shapes = {identifier(spec.name): np.asarray(references[spec.name]).shape for spec in task.outputs}
     body = f"mkuser::{function.name}({', '.join(b.name for b in buffers)});"
 
     def explain(output: str, k: int) -> str:
-        shape = shapes[output]
-        index = [int(i) for i in np.unravel_index(k, shape)] if shape else []
-        return f"{output}{index} (flat {k})"
+        return _at(output, k, shapes[output])
     shown = ", ".join(f"{spec.name}{list(spec.shape)}" for spec in task.inputs)
     return Check(f"{name}: {shown}", tuple(buffers), body, explain)
 
@@ -500,22 +513,19 @@ def _composite_tests(task: Task, scaffold, settings) -> UnitTests | str:
         expected = np.asarray(values[node.outputs[0]])
         buffers, lines, arguments = [], ["using namespace MNN::Express;"], []
         for k, name in enumerate(present):
-            array = np.asarray(values[name])
-            integer = array.dtype.kind in "biu"
-            ctype, halide = ("int32_t", "halide_type_of<int32_t>()") if integer else ("float", "halide_type_of<float>()")
-            buffer = f"in{k}"
-            buffers.append(Buffer(buffer, ctype, array.reshape(-1).astype(np.int32 if integer else np.float32), False))
-            dims = "{" + ", ".join(str(d) for d in array.shape) + "}"
+            buffer = Buffer.of(f"in{k}", values[name], False)
+            buffers.append(buffer)
+            ctype, halide = buffer.ctype, f"halide_type_of<{buffer.ctype}>()"
+            dims = "{" + ", ".join(str(d) for d in np.shape(values[name])) + "}"
             variable = f"v{k}"
             if name in constants:
-                lines.append(f"VARP {variable} = _Const({buffer}, {dims}, NCHW, {halide});")
+                lines.append(f"VARP {variable} = _Const({buffer.name}, {dims}, NCHW, {halide});")
             else:
                 lines += [f"VARP {variable} = _Input({dims}, NCHW, {halide});",
-                          f"::memcpy({variable}->writeMap<{ctype}>(), {buffer}, {array.size} * sizeof({ctype}));"]
+                          f"::memcpy({variable}->writeMap<{ctype}>(), {buffer.name}, {buffer.size} * sizeof({ctype}));"]
             arguments.append(variable)
-        integer_out = expected.dtype.kind in "biu"
-        ctype = "int32_t" if integer_out else "float"
-        buffers.append(Buffer("y", ctype, expected.reshape(-1).astype(np.int32 if integer_out else np.float32), True))
+        buffers.append(Buffer.of("y", expected, True))
+        ctype = buffers[-1].ctype
         lines += [f"VARP result = MNN::Express::mkuser::{scaffold.functions[0].name}({', '.join(arguments)});",
                   'if (result.get() == nullptr) { std::fprintf(stderr, "the function returned no variable\\n"); return 4; }',
                   "auto info = result->getInfo();",
@@ -524,11 +534,8 @@ def _composite_tests(task: Task, scaffold, settings) -> UnitTests | str:
                   f"const {ctype}* computed = result->readMap<{ctype}>();",
                   'if (computed == nullptr) { std::fprintf(stderr, "MNN could not compute the returned variable\\n"); return 7; }',
                   f"::memcpy(y, computed, {expected.size} * sizeof({ctype}));"]
-        shape = expected.shape
-
-        def explain(output: str, k: int, shape=shape) -> str:
-            index = [int(i) for i in np.unravel_index(k, shape)] if shape else []
-            return f"{output}{index} (flat {k})"
+        def explain(output: str, k: int, shape=expected.shape) -> str:
+            return _at(output, k, shape)
         shown = ", ".join(f"{identifier(n)}{list(np.asarray(values[n]).shape)}" for n in present)
         checks.append(Check(f"{set_name}: {shown}", tuple(buffers), "\n".join(lines), explain))
     return UnitTests(task.name, scaffold.head, tuple(checks), task.tolerance, settings.sandbox,
