@@ -242,6 +242,27 @@ def test_the_unit_test_sends_wrong_functions_back_before_the_judge(db, solve):
     assert "unit_tests" not in off.notes
 
 
+def test_moka_searches_again_from_fresh_drafts_while_unsolved(db, solve):
+    """A search that ends unsolved with time left is followed by another from fresh drafts (new
+    seeds, a fresh memory), whose best candidate the rounds then start from; moka-no-restarts stops
+    after the first search. The unit test turns the wrong ones back, so only the last is judged."""
+    identity = f"```cpp\n{(FIXTURES / 'functions' / 'Abs_identity.cpp').read_text()}```"
+    right = f"```cpp\n{(FIXTURES / 'functions' / 'Abs.cpp').read_text()}```"
+    plan = '{"diagnosis": "y copies x", "suggestions": [{"kind": "local", "fix": "take |x|"}], "lookups": []}'
+    script = {"coder": [identity, identity, right], "debugger": [plan, plan]}
+    result, backend = solve("moka", "scaffolded", "Abs", ScriptedReplay(script), db, Budget(rounds=1), best_of=1)
+    assert [(v.verdict, v.judged_by) for v in result.verdicts] == [
+        ("wrong-values", "unit-test"), ("wrong-values", "unit-test"), ("correct", "judge")]
+    assert [r.seed for r in backend.asked("coder")] == [0, 1, 1000]  # draft, revise (round 1), the next search's draft
+    assert len(result.notes["searches"]) == 2 and len(result.notes["searches"][0]) == 1
+    assert db["evaluations"].count == 1
+    once, _ = solve("moka-no-restarts", "scaffolded", "Abs", ScriptedReplay(script), db, Budget(rounds=1), best_of=1)
+    assert [v.verdict for v in once.verdicts] == ["wrong-values", "wrong-values"] and len(once.notes["searches"]) == 1
+    assert [v.judged_by for v in once.verdicts] == ["judge", "unit-test"]  # the furthest judged at the end, as always
+    short, _ = solve("moka", "scaffolded", "Abs", ScriptedReplay(script), db, Budget(rounds=1, seconds=0.001), best_of=1)
+    assert len(short.notes["searches"]) == 1  # no time left for another search's drafts
+
+
 @pytest.mark.slow
 def test_an_attempt_never_ends_on_the_unit_tests_word(db, solve):
     """One wrong sample: the unit test turns it back, and as nothing else was judged, the attempt

@@ -226,10 +226,11 @@ class Attempt:
                        correct=False, compiler_output=outcome.details if outcome.stage == "compile" else "",
                        judged_by="unit-test", details=outcome.details if outcome.stage != "compile" else "")
 
-    def state(self) -> tuple[Candidate, Verdict] | None:
-        """The candidate to go on from: the fastest correct one, else the furthest along (the latest of equals)."""
+    def state(self, since: int = 0) -> tuple[Candidate, Verdict] | None:
+        """The candidate to go on from: the fastest correct one, else the furthest along (the latest of
+        equals), among the candidates from position `since` on (a MoKA search's own)."""
         best = None
-        for pair in zip(self.candidates, self.verdicts):
+        for pair in zip(self.candidates[since:], self.verdicts[since:]):
             if best is None or rank(pair[1]) > rank(best[1]) or (rank(pair[1]) == rank(best[1]) and not pair[1].correct):
                 best = pair
         return best

@@ -17,12 +17,19 @@ from the best candidate so far: the fastest correct one, else the one that got f
 faster but wrong acceleration never replaces a correct kernel. Ablations switch off the Tree
 Builder (no lookups, no MNN source with errors), the Error Extractor (raw compiler output) or
 the Accelerator (stop at the first correct kernel); `fixits=False` leaves compiler fix-its out.
+
+A search (drafts, then the rounds from its own best candidate) that ends unsolved with time left
+is followed by another from fresh drafts (new seeds, a fresh Memory), until a kernel is correct or
+the budget is spent: best-of-N sized by the time budget rather than fixed, which the unit test
+makes cheap (it turns most wrong drafts back before the judge). The best kernel is the best of
+every search. `restarts=False` (moka-no-restarts) stops after the first search.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +47,7 @@ from .tools.tree import TreeIndex
 
 PLAN_TOKENS = 400
 DRAFT_TEMPERATURES = (None, 0.4, 0.8, 1.0)  # best-of-N: the model's own temperature first, then wider
+RESTART_SEEDS = 1000  # search k draws with seeds k*1000 + n and plans with k*1000 + round: no search repeats another
 _TEXT = {"type": "string"}
 DEBUGGER_SCHEMA = {"type": "object", "properties": {
     "diagnosis": _TEXT,
@@ -72,6 +80,7 @@ class MoKA:
     definition: bool = True  # the operator's attributes in words and ONNX's reference in the task block
     api_names: bool = True  # whole-file mode: after OpType_, main_as_, MNN:: ... only names the tree has
     batched: bool = True  # best-of-N drafts decoded together (llm/batched.py), then judged in order
+    restarts: bool = True  # while unsolved and time is left after the rounds, search again from fresh drafts
     best_of: int | None = None  # drafts before the rounds (None: 1 whole-file as published, 4 scaffolded)
     settings: settings_module.Settings | None = None
     judge: Callable | None = None
@@ -84,7 +93,8 @@ class MoKA:
     def solve(self, task, device, chat, budget: Budget, row: AttemptRow) -> AttemptResult:
         config = {"tree": self.tree, "errors": self.errors, "accelerator": self.accelerator, "best_of": self.best_of,
                   "fixits": self.fixits, "unit_tests": self.unit_tests,
-                  "definition": self.definition, "api_names": self.api_names, "batched": self.batched}
+                  "definition": self.definition, "api_names": self.api_names, "batched": self.batched,
+                  "restarts": self.restarts}
         attempt = Attempt.start(self.name, self.mode, task, device, chat, budget, row, self.settings, self.judge,
                                 self.worker, config=config)
         index = TreeIndex.load(self.settings).for_targets(task.mnn.targets if task.mnn else ())
@@ -92,27 +102,45 @@ class MoKA:
                          api_names=self.api_names)
         if mode is None:
             return attempt.finish("unsupported")
-        memory = Memory()
         drafts = self.best_of or (1 if mode.name == "whole-file" else min(4, budget.samples))
-        # 1. draft: best-of-N, judged in order until one is correct
-        draws(attempt, mode, list(range(drafts)), [DRAFT_TEMPERATURES[n % len(DRAFT_TEMPERATURES)] for n in range(drafts)],
-              self.batched and drafts > 1, until_correct=True, after=lambda verdict: self._fixed(attempt, mode, verdict))
-        for round_ in range(1, budget.rounds + 1):  # 2. plan and execute, from the best candidate so far
+        memories, search, first_draws = [], 0, None
+        while True:  # one plan-and-execute search; another from fresh drafts while unsolved and time is left
+            began, since = time.monotonic(), len(attempt.verdicts)
+            memory = Memory()
+            memories.append(memory)
+            # 1. draft: best-of-N, judged in order until one is correct
+            seeds = [search * RESTART_SEEDS + n for n in range(drafts)]
+            draws(attempt, mode, seeds, [DRAFT_TEMPERATURES[n % len(DRAFT_TEMPERATURES)] for n in range(drafts)],
+                  self.batched and drafts > 1, until_correct=True, after=lambda verdict: self._fixed(attempt, mode, verdict))
+            first_draws = first_draws or time.monotonic() - began
+            for round_ in range(1, budget.rounds + 1):  # 2. plan and execute, from this search's best candidate
+                state = attempt.state(since)
+                if state is None or attempt.exhausted() or attempt.stopped or (state[1].correct and not self.accelerator):
+                    break
+                candidate, verdict = state
+                role, plan = self._plan(attempt, mode, index, memory, candidate, verdict, search * RESTART_SEEDS + round_)
+                if plan is None:
+                    break
+                memory.add(round_, role, plan)
+                revised = self._revise(attempt, mode, index, candidate, plan, search * RESTART_SEEDS + round_)
+                if revised is None:
+                    break
+                memory.settle(_outcome(revised))
+            search += 1
             state = attempt.state()
-            if state is None or attempt.exhausted() or attempt.stopped or (state[1].correct and not self.accelerator):
+            if not self._restart(attempt, state, first_draws):
                 break
-            candidate, verdict = state
-            role, plan = self._plan(attempt, mode, index, memory, candidate, verdict, round_)
-            if plan is None:
-                break
-            memory.add(round_, role, plan)
-            revised = self._revise(attempt, mode, index, candidate, plan, round_)
-            if revised is None:
-                break
-            memory.settle(_outcome(revised))
-        state = attempt.state()
         solved = state is not None and state[1].correct
-        return attempt.finish("solved" if solved and not self.accelerator else "rounds", notes={"memory": memory.to_list()})
+        return attempt.finish("solved" if solved and not self.accelerator else "rounds",
+                              notes={"searches": [m.to_list() for m in memories]})
+
+    def _restart(self, attempt: Attempt, state, first_draws: float) -> bool:
+        """Whether to search again from fresh drafts: only with restarts on, no correct kernel yet, no
+        budget spent, and time left for at least what the first search's drafts took (best-of-N sized
+        by the time budget: the unit test turns most wrong drafts back at no judge cost)."""
+        if not self.restarts or (state is not None and state[1].correct) or attempt.stopped or attempt.exhausted():
+            return False
+        return attempt.budget.seconds - attempt.elapsed() >= first_draws
 
     # ------------------------------------------------------------ the planners
 
