@@ -78,17 +78,21 @@ class Generator(Protocol):
 
 # What each generator can be run without ("moka-no-tree-no-tests"): name part -> its constructor's
 # switch. tests: the unit test before the judge (scaffolded mode); definition: the operator's
-# attributes in words and ONNX's reference implementation in the task block; names: whole-file
-# decoding kept to the MNN names the tree has after OpType_, DataType_, main_as_, MNN::;
-# batch: several samples of one prompt decoded together (pass@k's k, MoKA's best-of-N drafts).
+# attributes in words and ONNX's reference implementation in the task block; names: decoding kept
+# to the MNN names the tree has after OpType_, DataType_, main_as_, MNN:: (whole-file) and after
+# `.`/`->` on variables of MNN types (whole-file, and composites' functions in scaffolded mode);
+# batch: several samples of one prompt decoded together (pass@k's k, MoKA's best-of-N drafts);
+# restarts: MoKA searches again from fresh drafts while unsolved and time is left.
 _SHARED = {"tests": "unit_tests", "definition": "definition", "names": "api_names"}
 SWITCHES = {"one-shot": _SHARED, "pass@k": {**_SHARED, "batch": "batched"},
-            "moka": {"tree": "tree", "errors": "errors", "accel": "accelerator", **_SHARED, "batch": "batched"}}
+            "moka": {"tree": "tree", "errors": "errors", "accel": "accelerator", **_SHARED, "batch": "batched",
+                     "restarts": "restarts"}}
 # What a generator with one part switched off does, in words (run.config's descriptions).
 WITHOUT = {"tree": "without the Tree Builder", "errors": "without the Error Extractor", "accel": "that stops once correct",
            "tests": "without the unit test before the judge (scaffolded mode)",
            "definition": "without the operator's definition in its prompts",
-           "names": "whose whole-file decoding may write any name", "batch": "asking for its samples one by one"}
+           "names": "whose decoding may write any MNN name", "batch": "asking for its samples one by one",
+           "restarts": "that stops after its first search (drafts and rounds) even with time left"}
 # Every generator by its report name: the three, and each with one part switched off (the ablations).
 GENERATORS = tuple(name for base, parts in SWITCHES.items() for name in (base, *(f"{base}-no-{part}" for part in parts)))
 
