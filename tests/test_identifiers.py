@@ -40,3 +40,39 @@ def test_a_token_that_finishes_the_prefix_cannot_start_an_unknown_name():
 
 def test_an_unknown_start_leaves_decoding_alone():
     assert allowed_after("auto t = OpType_Zz") == set(VOCAB)
+
+
+MEMBER_VOCAB = ["->", "->host", "->dim", ".", ".size", ".get", "host", "elementSize", "element", "Size", "dim", "get", "Info",
+                "()", "<float>()", " ", ";", ".\n", "\n", "x", " input"]
+MEMBERS = Identifiers({}, {"Tensor": {"host", "elementSize"}, "Variable": {"getInfo", "readMap"}, "VARP": {"get", "fix"}},
+                      {"VARP": "Variable"})
+MEMBER_TOKENS = TokenTable.of(MEMBER_VOCAB)
+
+
+def members_after(text: str) -> set[str]:
+    pieces = iter([text])
+    guard = MEMBERS.processor(MEMBER_TOKENS, 2, lambda ids: next(pieces))
+    scores = guard(np.array([0, 0, 1]), np.zeros(len(MEMBER_VOCAB)))
+    return {MEMBER_VOCAB[i] for i in np.flatnonzero(np.isfinite(scores))}
+
+
+def test_member_access_on_a_declared_mnn_type_names_only_its_members():
+    head = "ErrorCode onExecute(const std::vector<Tensor *> &inputs, const std::vector<Tensor *> &outputs) {\n"
+    assert members_after(head + "    auto n = inputs[0]->") == {"host", "element", "elementSize"}
+    assert members_after(head + "    auto n = inputs[0]->element") == {"Size"}
+    assert members_after(head + "    auto t = inputs[0];\n    t->elementSize") >= {"()", ";"}  # complete: it may end
+    crossing = members_after(head + "    Tensor* out = outputs[0];\n    auto p = out")
+    assert "->host" in crossing and "->dim" not in crossing and ".size" not in crossing  # the token that opens the access
+    varp = "VARP mk_composite_softplus(VARP x) {\n    auto n = x"
+    assert "->dim" not in members_after(varp)
+    assert members_after(varp + "->get") == {"Info"}  # "->" on a VARP reaches its Variable: getInfo
+    assert members_after(varp + ".get") >= {"()", ";"}  # "." stays on the VARP: get is complete
+
+
+def test_member_access_is_left_free_where_the_type_is_not_known():
+    everything = set(MEMBER_VOCAB)
+    assert members_after("int n = foo()->") == everything  # an expression, not a declared variable
+    assert members_after("Tensor* t;\nauto n = a.t->") == everything  # a member of something else
+    assert members_after("Tensor* t;\n// copy the tensor t.") == everything  # prose in a comment
+    assert members_after('Tensor* t;\nprintf("t.') == everything  # a string literal
+    assert members_after("float x;\nauto n = x.") == everything  # not an MNN type

@@ -121,6 +121,20 @@ def test_names_after_a_prefix_are_kept_to_the_known_ones(chat):
     assert any(part.split(";")[0].strip() not in known for part in free.text.split("OpType_")[1:]), free.text
 
 
+def test_members_of_a_declared_type_are_kept_to_the_known_ones(chat):
+    """Member access: asked for a member the type lacks, the model can only write one it has."""
+    from mkbench.llm.identifiers import Identifiers
+
+    members = Identifiers({}, {"Variable": {"getInfo", "readMap"}, "VARP": {"fix", "get"}}, {"VARP": "Variable"})
+    question = [Message("user", "Write the C++ function `int rank(VARP x)` whose body is `return x->ndim();` "
+                                "Answer with the function only, in a ```cpp block.")]
+    guarded = chat(question, temperature=0, max_tokens=60, identifiers=members)
+    written = [part.split("(")[0].strip() for part in guarded.text.split("x->")[1:]]
+    assert written and all(name in {"getInfo", "readMap"} for name in written), guarded.text
+    free = chat(question, temperature=0, max_tokens=60)
+    assert "x->ndim" in free.text, free.text
+
+
 def test_a_one_shot_kernel_request_gives_cpp_and_a_recorded_call(chat):
     answer = chat(
         [

@@ -38,13 +38,13 @@ class WholeFile:
 
     @property
     def identifiers(self) -> Identifiers | None:
-        """What the Coder's decoding may write after OpType_, DataType_, main_as_ and MNN:: (the
-        names of the pinned tree's index), or None with the ablation."""
+        """What the Coder's decoding may write after OpType_, DataType_, main_as_ and MNN::, and
+        after `.` or `->` on a variable of an MNN type (the names of the pinned tree's index), or
+        None with the ablation."""
         if not self.api_names:
             return None
         if self._identifiers is None:
-            index = self.index or TreeIndex.load(self.settings).for_targets(self.task.mnn.targets if self.task.mnn else ())
-            self._identifiers = Identifiers(index.api_names())
+            self._identifiers = api_identifiers(self.index, self.task, self.settings, prefixes=True)
         return self._identifiers
 
     def prompt(self) -> WholeFilePrompt:
@@ -75,14 +75,35 @@ class WholeFile:
         return Candidate(code, code)
 
 
+def api_identifiers(index, task: Task, settings, prefixes: bool) -> Identifiers:
+    """The names of the tree's index a Coder's decoding is kept to: members after `.` and `->` on
+    variables of MNN types (a VARP's `->` reaches its Variable), and with `prefixes` the names after
+    OpType_, DataType_, main_as_ and MNN::."""
+    index = index or TreeIndex.load(settings).for_targets(task.mnn.targets if task.mnn else ())
+    return Identifiers(index.api_names() if prefixes else {}, index.api_members(), {"VARP": "Variable"})
+
+
 class Scaffolded:
     name = "scaffolded"
     max_tokens = 800  # a few short functions
-    identifiers = None  # the model writes no MNN names here
 
-    def __init__(self, task: Task, settings: settings_module.Settings, index=None, definition: bool = True):
+    def __init__(self, task: Task, settings: settings_module.Settings, index=None, definition: bool = True,
+                 api_names: bool = True):
         self.task, self.index, self.settings, self.definition = task, index, settings, definition
         self.scaffold: Scaffold = kind_of(task).scaffold(task, settings)
+        self.api_names = api_names
+        self._identifiers: Identifiers | None = None
+
+    @property
+    def identifiers(self) -> Identifiers | None:
+        """A composite's functions use MNN's Express API: their decoding is kept to the members
+        MNN's types have after `.` and `->` (a small model wrote `x->dim` on a VARP). The other
+        kinds' functions are plain C++ over raw pointers: nothing to keep. None with the ablation."""
+        if not self.api_names or self.task.mnn is None or self.task.mnn.kind != "composite":
+            return None
+        if self._identifiers is None:
+            self._identifiers = api_identifiers(self.index, self.task, self.settings, prefixes=False)
+        return self._identifiers
 
     def base(self) -> dict:
         return {"system": self.scaffold.system, "methods": self.scaffold.methods,
@@ -118,12 +139,12 @@ class Scaffolded:
 def make_mode(name: str, task: Task, settings: settings_module.Settings, index=None, definition: bool = True,
               api_names: bool = True):
     """The mode object for "whole-file" or "scaffolded" (ScaffoldUnsupported when it cannot frame the
-    task); `definition`: the operator's semantics in the task block; `api_names`: whole-file decoding
-    kept to the tree's names."""
+    task); `definition`: the operator's semantics in the task block; `api_names`: decoding kept to
+    the tree's names (whole-file kernels; composites' functions in scaffolded mode)."""
     if name == "whole-file":
         return WholeFile(task, settings, index, definition, api_names)
     if name == "scaffolded":
-        return Scaffolded(task, settings, index, definition)
+        return Scaffolded(task, settings, index, definition, api_names)
     raise ValueError(f"unknown mode {name!r}: use whole-file or scaffolded")
 
 

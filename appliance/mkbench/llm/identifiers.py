@@ -1,15 +1,23 @@
 """Decoding that writes only names that exist: after a trigger (`OpType_`, `main_as_`, `MNN::`),
-the identifier the model writes must be one of a known set (monitor-guided decoding).
+or after `.`/`->` on a variable of a known MNN type, the identifier the model writes must be one
+of a known set (monitor-guided decoding).
 
-    names = Identifiers({"OpType_": {"UnaryOp", "BinaryOp", ...}, "main_as_": {...}})
+    names = Identifiers({"OpType_": {"UnaryOp", "BinaryOp", ...}, "main_as_": {...}},
+                        members={"Tensor": {"host", "elementSize", ...}}, pointee={"VARP": "Variable"})
     guard = names.processor(token_texts)       # a llama-cpp-python logits processor
     llm.create_completion(..., logits_processor=LogitsProcessorList([guard]))
 
 At each step the processor looks at the text generated so far; when it ends with a trigger and
 the identifier characters after it, it leaves possible only the tokens that continue that
 identifier towards a known name (or, once the name is complete, end it). Elsewhere it changes
-nothing. A small model's whole-file kernels failed to build on names it invented
-(`DataType_FLOAT32`, `main_as_Pooling`); with this, such a name cannot be written.
+nothing, and inside comments and string literals never. A small model's whole-file kernels failed
+to build on names it invented (`DataType_FLOAT32`, `main_as_Pooling`), and its composites on
+members (`x->dim` on a VARP); with this, such a name cannot be written.
+
+A variable's type is what the generated text last declared it with (`Tensor* t`, `const
+std::vector<Tensor*>& inputs` then `inputs[0]->`, `VARP x`, `auto a = op->main_as_Axis()`, `auto t
+= inputs[0]`); an expression whose type is not declared that way (`a.b->`, `f()->`) is left free,
+so the rule never forbids what the compiler would accept for lack of knowing better.
 
 Token texts are the model's vocabulary as strings (one per token id); a token is "identifier
 characters, then possibly more": its identifier part must extend the name being written, and if
@@ -27,25 +35,87 @@ from dataclasses import dataclass, field
 import numpy as np
 
 _IDENT = re.compile(r"[A-Za-z0-9_]*")
+# The variable (and a subscript) at the end of the text, and what may follow it: `inputs[0]->elem`.
+_RECEIVER = re.compile(r"\b([A-Za-z_]\w*)(\[[^\[\]\n]{0,40}\])?(?:->|-|\.)?[A-Za-z0-9_]*$")
+_SCOPE = r"(?:(?:MNN|Express|CV)\s*::\s*)*"
+
+
+def _in_comment_or_string(tail: str) -> bool:
+    """Whether the text ends inside a // or /* comment or a string literal (judged on its last line)."""
+    if tail.rfind("/*") > tail.rfind("*/"):
+        return True
+    line = re.sub(r'\\.', "", tail.rsplit("\n", 1)[-1])  # escaped characters say nothing
+    code = re.sub(r'"[^"]*"', '""', line)
+    return "//" in code or code.count('"') % 2 == 1
+
+
+def _declared_type(text: str, name: str, subscripted: bool, known: Mapping[str, object]) -> str | None:
+    """The known type `name` was last declared with in `text` (its element type when `subscripted`):
+    `Tensor* name`, `const std::vector<Tensor*>& name`, `VARPS name`, `auto name = other[i]`,
+    `auto name = op->main_as_Axis()`. None when no declaration says (nothing is constrained then)."""
+    v = re.escape(name)
+    latest: tuple[int, str | None] = (-1, None)
+    patterns = [(rf"\bvector\s*<\s*(?:const\s+)?{_SCOPE}([A-Z]\w*)\s*\*?\s*>\s*(?:const\s*)?&?\s*\b{v}\b", True),
+                (rf"\bVARPS\s*(?:const\s*)?&?\s*\b{v}\b()", True),
+                (rf"(?<![\w:])(?:const\s+)?{_SCOPE}([A-Z]\w*)\s*(?:const\s*)?[*&]*\s*(?:const\s+)?\b{v}\s*(?=[=;,)\[{{(])", False),
+                (rf"\bauto\s*[*&]?\s*\b{v}\s*=\s*[\w\[\]]+\s*->\s*main_as_(\w+)\s*\(", False)]
+    for pattern, container in patterns:
+        for match in re.finditer(pattern, text):
+            if match.start() > latest[0]:
+                type_ = match.group(1) or "VARP"
+                latest = (match.start(), type_ if container == subscripted else None)
+    for match in re.finditer(rf"\bauto\s*[*&]?\s*\b{v}\s*=\s*(\w+)\s*\[", text):
+        if match.start() > latest[0] and match.group(1) != name:
+            latest = (match.start(), None if subscripted else _declared_type(text[:match.start()], match.group(1), True, known))
+    return latest[1] if latest[1] in known else None
 
 
 @dataclass(frozen=True)
 class Identifiers:
-    """Trigger text -> the names allowed right after it."""
+    """Trigger text -> the names allowed right after it; and for member access, a type -> the names
+    `.` or `->` may reach on a variable declared with that type in the generated text."""
 
     names: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    members: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    pointee: Mapping[str, str] = field(default_factory=dict)  # `->` on a VARP reaches a Variable's members
 
     def __post_init__(self):
-        names = {t: frozenset(n for n in ns if n and _IDENT.fullmatch(n)) for t, ns in self.names.items()}
-        object.__setattr__(self, "names", names)
-        object.__setattr__(self, "_sorted", {t: sorted(ns) for t, ns in names.items()})  # for prefix search
+        def known(names):
+            return frozenset(n for n in names if n and _IDENT.fullmatch(n))
+
+        object.__setattr__(self, "names", {t: known(ns) for t, ns in self.names.items()})
+        object.__setattr__(self, "members", {t: known(ns) for t, ns in self.members.items()})
+        sorted_names = {t: tuple(sorted(ns)) for t, ns in self.names.items()}  # for prefix search
+        object.__setattr__(self, "_sorted", sorted_names)
+        object.__setattr__(self, "_sorted_members", {t: tuple(sorted(ns)) for t, ns in self.members.items()})
 
     def __bool__(self) -> bool:
-        return any(self.names.values())
+        return any(self.names.values()) or any(self.members.values())
 
-    def open_name(self, text: str) -> tuple[str, str] | None:
+    def triggers(self, text: str) -> list[tuple[str, tuple[str, ...]]]:
+        """(trigger, its known names, sorted) in force at the end of `text`: the fixed prefixes, and
+        `v->` and `v.` when `text` ends at or after a variable v whose declared type has known members."""
+        found = [(t, self._sorted[t]) for t in self.names]
+        if not self.members:
+            return found
+        tail = text[-160:]
+        receiver = _RECEIVER.search(tail)
+        if receiver is None or receiver.start() > 0 and tail[receiver.start() - 1] in ".>:":
+            return found  # a member of a member, or a qualified name: its type is not known here
+        name, subscript = receiver.group(1), receiver.group(2)
+        declared = _declared_type(text, name, bool(subscript), self.members)
+        if declared is None:
+            return found
+        written = name + (subscript or "")
+        for access in ("->", "."):
+            type_ = self.pointee.get(declared, declared) if access == "->" else declared
+            if type_ in self._sorted_members:
+                found.append((written + access, self._sorted_members[type_]))
+        return found
+
+    def open_name(self, text: str, triggers=None) -> tuple[str, str] | None:
         """(trigger, the identifier written after it so far) when `text` ends inside a constrained name."""
-        for trigger in self.names:
+        for trigger, _ in triggers if triggers is not None else self.triggers(text):
             at = text.rfind(trigger)
             if at < 0:
                 continue
@@ -56,16 +126,16 @@ class Identifiers:
                 return trigger, written
         return None
 
-    def _known_prefix(self, trigger: str, head: str) -> bool:
-        names = self._sorted[trigger]
+    @staticmethod
+    def _known_prefix(names: Sequence[str], head: str) -> bool:
         at = bisect.bisect_left(names, head)
         return at < len(names) and names[at].startswith(head)
 
-    def crossing(self, text: str, tokens: "TokenTable") -> list[int]:
+    def crossing(self, text: str, tokens: "TokenTable", triggers=None) -> list[int]:
         """Tokens that would finish a trigger `text` ends with the start of, and go on to a name no
         known one begins with (a tokenizer often writes "OpType" then "_MaxPool"): forbidden."""
         banned: list[int] = []
-        for trigger in self.names:
+        for trigger, names in triggers if triggers is not None else self.triggers(text):
             for k in range(len(trigger) - 1, 0, -1):
                 if not text.endswith(trigger[:k]):
                     continue
@@ -76,14 +146,15 @@ class Identifiers:
                 for token_id, piece in tokens.starting_with(rest):
                     after = piece[len(rest):]
                     head = _IDENT.match(after).group()
-                    complete = head in self.names[trigger]
-                    if (head == after and not self._known_prefix(trigger, head)) or (head != after and not complete):
+                    at = bisect.bisect_left(names, head)
+                    complete = at < len(names) and names[at] == head
+                    if (head == after and not self._known_prefix(names, head)) or (head != after and not complete):
                         banned.append(token_id)
         return banned
 
-    def allowed(self, trigger: str, written: str, tokens: "TokenTable") -> np.ndarray | None:
-        """Token ids that keep the name on course to a known one (None: no known name fits, leave it)."""
-        rests = [name[len(written):] for name in self.names[trigger] if name.startswith(written)]
+    def allowed(self, names: Sequence[str], written: str, tokens: "TokenTable") -> np.ndarray | None:
+        """Token ids that keep the name on course to one of `names` (None: none fits, leave it)."""
+        rests = [name[len(written):] for name in names if name.startswith(written)]
         if not rests:
             return None
         ids: list[int] = []
@@ -100,14 +171,18 @@ class Identifiers:
         """The scores of the next token after `text` (what was generated so far), with what cannot
         continue a known name masked (-inf); the same array when nothing is constrained here."""
         tail = text[-160:]
-        found = self.open_name(tail)
+        if _in_comment_or_string(tail):
+            return scores  # prose may end a sentence with "input." or name anything
+        triggers = self.triggers(text)
+        found = self.open_name(tail, triggers)
         if found is None:
-            banned = self.crossing(tail, tokens)
+            banned = self.crossing(tail, tokens, triggers)
             if banned:
                 scores = scores.copy()
                 scores[banned] = -np.inf
             return scores
-        ids = self.allowed(*found, tokens)
+        names = dict(triggers)[found[0]]
+        ids = self.allowed(names, found[1], tokens)
         if ids is None:
             return scores
         masked = np.full_like(scores, -np.inf)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ... import settings as settings_module
 
-INDEX_VERSION = 3
+INDEX_VERSION = 5
 
 # What the roles may read: MNN's headers and CPU backend, the schema, and the documents.
 SOURCE_PARTS = ("include", "source/core", "source/backend/cpu", "source/math", "source/utils", "source/geometry",
@@ -116,7 +116,7 @@ class TreeIndexError(RuntimeError):
 
 @dataclass(frozen=True)
 class Symbol:
-    kind: str  # class | struct | union | enum | enumerator | function | macro | typedef
+    kind: str  # class | struct | union | enum | enumerator | function | field | macro | typedef
     name: str  # qualified: MNN::CPUBackend::getTensorSize
     file: str  # posix path relative to the tree root
     line: int  # 1-based, first line
@@ -171,8 +171,16 @@ def _function_declarator(node):
     while node is not None:
         if node.type == "function_declarator":
             return node
-        node = node.child_by_field_name("declarator")
+        node = _inner(node)
     return None
+
+
+def _inner(declarator):
+    """The declarator inside a pointer, array or reference declarator (a reference's has no field name)."""
+    inner = declarator.child_by_field_name("declarator")
+    if inner is None and declarator.type == "reference_declarator" and declarator.named_children:
+        inner = declarator.named_children[-1]
+    return inner
 
 
 def _declarator_name(declarator, source: bytes) -> str | None:
@@ -180,6 +188,21 @@ def _declarator_name(declarator, source: bytes) -> str | None:
     if name is None:
         return None
     return re.sub(r"[\s()*&]", "", _text(name, source)) or None  # (*fn) members: the pointer's name
+
+
+def _bases(head: str) -> list[str]:
+    """The short names of the bases in a class head ("class A : public B, private ns::C<int>")."""
+    _, colon, bases = re.sub(r"<[^<>]*>", "", head).partition(":")
+    if not colon or bases.startswith(":"):
+        return []
+    return [part.split()[-1].rpartition("::")[2] for part in bases.split(",") if part.split()]
+
+
+def _field_name(declarator, source: bytes) -> str | None:
+    """A data member's name under its declarator (pointer, reference, array, bit-field), or None."""
+    while declarator is not None and declarator.type not in ("field_identifier", "identifier"):
+        declarator = _inner(declarator)
+    return _text(declarator, source) if declarator is not None else None
 
 
 def _symbols_of(tree, source: bytes, path: str) -> list[Symbol]:
@@ -221,6 +244,8 @@ def _symbols_of(tree, source: bytes, path: str) -> list[Symbol]:
                     name = _declarator_name(function, source) if function is not None else None
                     if name:
                         add("function", qualified(scope, name), child, _text(child, source).rstrip(";"), False)
+                    elif in_class and kind == "field_declaration" and (field := _field_name(declarator, source)):
+                        add("field", qualified(scope, field), child, _text(child, source).rstrip(";"), False)
             elif kind in ("template_declaration", "linkage_specification", "declaration_list", "preproc_ifdef", "preproc_if",
                           "preproc_else", "preproc_elif", "field_declaration_list", "access_specifier"):
                 walk(child, scope, in_class)
@@ -398,6 +423,32 @@ class TreeIndex:
         return {"OpType_": frozenset(op_types), "DataType_": frozenset(data_types), "main_as_": frozenset(accessors),
                 "MNN::": frozenset(in_mnn)}
 
+    def api_members(self) -> dict[str, frozenset[str]]:
+        """Each MNN class or struct (by its short name, where that names one type) -> the members a
+        `.` or `->` may name on it: its methods, data members and nested types, and its bases'
+        (for llm/identifiers.py's member access)."""
+        types: dict[str, list[Symbol]] = {}
+        members: dict[str, set[str]] = {}
+        for symbol in self.symbols:
+            if symbol.name.startswith("MNN::") and not self.is_hidden(symbol):
+                if symbol.kind in ("class", "struct", "union"):
+                    types.setdefault(symbol.short, []).append(symbol)
+                owner, _, short = symbol.name.rpartition("::")
+                constructor = short == owner.rpartition("::")[2] or short.startswith("~")
+                if symbol.kind in ("function", "field", "typedef", "enum", "class", "struct", "union") and not constructor:
+                    members.setdefault(owner, set()).add(short)
+        unique = {short: found[0] for short, found in types.items() if len({s.name for s in found}) == 1}
+
+        def of(name: str, seen: frozenset[str] = frozenset()) -> set[str]:
+            names = set(members.get(name, ()))
+            head = next((s.signature for s in types.get(name.rpartition("::")[2], ()) if s.name == name), "")
+            for base in _bases(head):
+                if base in unique and unique[base].name not in seen:
+                    names |= of(unique[base].name, seen | {name})
+            return names
+
+        return {short: frozenset(of(symbol.name)) for short, symbol in unique.items()}
+
     # ------------------------------------------------------------ what is hidden
 
     def is_hidden_file(self, file: str) -> bool:
@@ -440,7 +491,8 @@ class TreeIndex:
     def similar(self, name: str, limit: int = 5, cutoff: float = 0.6) -> list[str]:
         """Names close to one that does not exist (for hallucinated APIs)."""
         short = name.strip().split("::")[-1]
-        names = [n for n, symbols in self._by_short.items() if any(not self.is_hidden(s) for s in symbols)]
+        names = [n for n, symbols in self._by_short.items()  # data members are a class's business (members_like)
+                 if any(not self.is_hidden(s) and s.kind != "field" for s in symbols)]
         return difflib.get_close_matches(short, names, n=limit, cutoff=cutoff)
 
     def members_like(self, cls: str, name: str, limit: int = 4) -> list[Symbol]:
@@ -450,7 +502,7 @@ class TreeIndex:
             return []
         prefix = owners[0] + "::"
         members = {s.short: s for s in self.symbols if s.name.startswith(prefix) and s.name.count("::") == prefix.count("::")
-                   and not self.is_hidden(s) and s.kind in ("function", "typedef", "enum")}
+                   and not self.is_hidden(s) and s.kind in ("function", "field", "typedef", "enum")}
         close = difflib.get_close_matches(name, list(members), n=limit, cutoff=0.4)
         return [members[c] for c in close]
 
