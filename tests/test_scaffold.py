@@ -117,7 +117,8 @@ def test_a_composite_scaffold_is_a_transform_around_an_express_function(composit
     stubs = rnn.stubs()
     for line in ("constant 1 w: float32 [1, 20, 10]", "input 4: absent", "return: float32 [8, 1, 1, 20]",
                  "hidden_size=20", "VARP _MatMul(VARP a, VARP b, bool tranposeA = false, bool tranposeB = false);",
-                 "VARP _ReduceMax(VARP input_variable, INTS axis = {}, bool keepDims = false);"):
+                 "VARP _ReduceMax(VARP input_variable, INTS axis = {}, bool keepDims = false);",
+                 "enum PaddingMode {CAFFE, VALID, SAME};"):  # the enums the declarations take, as declared
         assert line in stubs
     source, _ = rnn.splice("VARP mk_composite_rnn(VARP x, VARP w, VARP r, VARP b, VARP h0) { return x; }")
     assert "mkuser::mk_composite_rnn(inputs[0], inputs[1], inputs[2], inputs[3], inputs[5])" in source

@@ -57,6 +57,7 @@ EXPRESS_FUNCTIONS = (
     "_Range", "_Cast", "_Const",
 )
 EXPRESS_HEADERS = ("include/MNN/expr/MathOp.hpp", "include/MNN/expr/NeuralNetWorkOp.hpp")
+EXPRESS_ENUM_HEADER = "include/MNN/expr/Expr.hpp"  # Dimensionformat
 
 
 class Composite(Kind):
@@ -174,6 +175,12 @@ def express_declarations(root: Path) -> str:
              "INTS is std::vector<int>; operators + - * / on VARPs work too):",
              "template <typename T> VARP _Scalar(T value)  // a constant, e.g. _Scalar<float>(1.0f)"]
     lines += [f"{line};" for name in EXPRESS_FUNCTIONS for line in declarations.get(name, [])]
+    # The enums those declarations take (PaddingMode, Dimensionformat), as the tree declares them.
+    enums_text = text + "\n" + (root / EXPRESS_ENUM_HEADER).read_text(errors="replace")
+    for match in re.finditer(r"^enum\s+(\w+)\s*\{([^}]*)\}\s*;", enums_text, re.MULTILINE):
+        if any(re.search(rf"\b{match.group(1)}\b", line) for line in lines):
+            values = re.sub(r"\s+", " ", match.group(2)).strip()
+            lines.append(f"enum {match.group(1)} {{{values}}};")
     return "\n".join(f"// {line}" for line in lines)
 
 
