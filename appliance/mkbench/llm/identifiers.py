@@ -27,6 +27,7 @@ anything follows in the same token, the name must be complete there.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -88,6 +89,7 @@ class Identifiers:
         sorted_names = {t: tuple(sorted(ns)) for t, ns in self.names.items()}  # for prefix search
         object.__setattr__(self, "_sorted", sorted_names)
         object.__setattr__(self, "_sorted_members", {t: tuple(sorted(ns)) for t, ns in self.members.items()})
+        object.__setattr__(self, "_allowed", {})  # allowed()'s and crossing's answers, by the sorted tuples above
 
     def __bool__(self) -> bool:
         return any(self.names.values()) or any(self.members.values())
@@ -142,30 +144,47 @@ class Identifiers:
                 before = text[:-k][-1:] if len(text) > k else ""
                 if trigger[0].isalnum() and (before.isalnum() or before == "_"):
                     continue
-                rest = trigger[k:]
-                for token_id, piece in tokens.starting_with(rest):
-                    after = piece[len(rest):]
-                    head = _IDENT.match(after).group()
-                    at = bisect.bisect_left(names, head)
-                    complete = at < len(names) and names[at] == head
-                    if (head == after and not self._known_prefix(names, head)) or (head != after and not complete):
-                        banned.append(token_id)
+                banned += self._crossing_banned(names, trigger[k:], tokens)
         return banned
 
+    def _crossing_banned(self, names: Sequence[str], rest: str, tokens: "TokenTable") -> list[int]:
+        """The tokens that start with `rest` (a trigger's end) and go on to no name of `names`:
+        fixed for (names, rest, vocabulary), so made once."""
+        key = ("crossing", id(names), rest, id(tokens))
+        if key not in self._allowed:
+            banned = []
+            for token_id, piece in tokens.starting_with(rest):
+                after = piece[len(rest):]
+                head = _IDENT.match(after).group()
+                at = bisect.bisect_left(names, head)
+                complete = at < len(names) and names[at] == head
+                if (head == after and not self._known_prefix(names, head)) or (head != after and not complete):
+                    banned.append(token_id)
+            self._remember(key, banned)
+        return self._allowed[key]
+
+    def _remember(self, key, value) -> None:
+        if len(self._allowed) >= 4096:
+            self._allowed.clear()
+        self._allowed[key] = value
+
     def allowed(self, names: Sequence[str], written: str, tokens: "TokenTable") -> np.ndarray | None:
-        """Token ids that keep the name on course to one of `names` (None: none fits, leave it)."""
+        """Token ids that keep the name on course to one of `names` (None: none fits, leave it);
+        an id may repeat. Kept per (names, written, vocabulary): a decode meets the same states often."""
+        key = (id(names), written, id(tokens))
+        if key in self._allowed:
+            return self._allowed[key]
         rests = [name[len(written):] for name in names if name.startswith(written)]
-        if not rests:
-            return None
-        ids: list[int] = []
+        parts: list[tuple[int, ...]] = []
         prefixes = set()
         for rest in rests:
             prefixes.update(rest[:k] for k in range(1, len(rest) + 1))
-        for prefix in prefixes:
-            ids.extend(tokens.pure.get(prefix, ()))
-        for rest in set(rests):  # the name complete here, something else after it in the same token
-            ids.extend(tokens.tailed.get(rest, ()))
-        return np.unique(np.asarray(ids, dtype=np.int64)) if ids else None
+        parts += [tokens.pure.get(prefix, ()) for prefix in prefixes]
+        parts += [tokens.tailed.get(rest, ()) for rest in set(rests)]  # the name complete, something else after it
+        ids = np.fromiter(itertools.chain.from_iterable(parts), dtype=np.int64)
+        found = ids if ids.size else None
+        self._remember(key, found)
+        return found
 
     def constrain(self, text: str, scores: np.ndarray, tokens: "TokenTable") -> np.ndarray:
         """The scores of the next token after `text` (what was generated so far), with what cannot
