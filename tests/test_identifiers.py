@@ -43,9 +43,9 @@ def test_an_unknown_start_leaves_decoding_alone():
 
 
 MEMBER_VOCAB = ["->", "->host", "->dim", ".", ".size", ".get", "host", "elementSize", "element", "Size", "dim", "get", "Info",
-                "()", "<float>()", " ", ";", ".\n", "\n", "x", " input"]
-MEMBERS = Identifiers({}, {"Tensor": {"host", "elementSize"}, "Variable": {"getInfo", "readMap"}, "VARP": {"get", "fix"}},
-                      {"VARP": "Variable"})
+                "()", "<float>()", " ", ";", ".\n", "\n", "x", " input", "axis"]
+MEMBERS = Identifiers({}, {"Tensor": {"host", "elementSize"}, "Variable": {"getInfo", "readMap"}, "VARP": {"get", "fix"},
+                          "ArgMax": {"axis", "outMaxVal"}}, {"VARP": "Variable"})
 MEMBER_TOKENS = TokenTable.of(MEMBER_VOCAB)
 
 
@@ -67,6 +67,9 @@ def test_member_access_on_a_declared_mnn_type_names_only_its_members():
     assert "->dim" not in members_after(varp)
     assert members_after(varp + "->get") == {"Info"}  # "->" on a VARP reaches its Variable: getInfo
     assert members_after(varp + ".get") >= {"()", ";"}  # "." stays on the VARP: get is complete
+    accessor = "auto k = op->main_as_ArgMax()->"
+    assert members_after(accessor) == {"axis"}  # an accessor's call has its table's type
+    assert "->dim" not in members_after("auto k = op->main_as_ArgMax()")
 
 
 def test_member_access_is_left_free_where_the_type_is_not_known():

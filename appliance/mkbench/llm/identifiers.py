@@ -16,7 +16,8 @@ members (`x->dim` on a VARP); with this, such a name cannot be written.
 
 A variable's type is what the generated text last declared it with (`Tensor* t`, `const
 std::vector<Tensor*>& inputs` then `inputs[0]->`, `VARP x`, `auto a = op->main_as_Axis()`, `auto t
-= inputs[0]`); an expression whose type is not declared that way (`a.b->`, `f()->`) is left free,
+= inputs[0]`), and an accessor's call has its table's type (`op->main_as_ArgMax()->`); another
+expression whose type is not declared that way (`a.b->`, `f()->`) is left free,
 so the rule never forbids what the compiler would accept for lack of knowing better.
 
 Token texts are the model's vocabulary as strings (one per token id); a token is "identifier
@@ -39,6 +40,8 @@ _IDENT = re.compile(r"[A-Za-z0-9_]*")
 # The variable (and a subscript) at the end of the text, and what may follow it: `inputs[0]->elem`.
 _RECEIVER = re.compile(r"\b([A-Za-z_]\w*)(\[[^\[\]\n]{0,40}\])?(?:->|-|\.)?[A-Za-z0-9_]*$")
 _SCOPE = r"(?:(?:MNN|Express|CV)\s*::\s*)*"
+# A flatbuffer accessor's call at the end of the text, and what may follow it: `main_as_ArgMax()->keep`.
+_ACCESSOR = re.compile(r"(main_as_(\w+)\(\s*\))(?:->|-|\.)?[A-Za-z0-9_]*$")
 
 
 def _in_comment_or_string(tail: str) -> bool:
@@ -101,14 +104,18 @@ class Identifiers:
         if not self.members:
             return found
         tail = text[-160:]
+        accessor = _ACCESSOR.search(tail)  # op->main_as_ArgMax()-> : the accessor says the type
         receiver = _RECEIVER.search(tail)
-        if receiver is None or receiver.start() > 0 and tail[receiver.start() - 1] in ".>:":
+        if accessor is not None and accessor.group(2) in self.members:
+            declared, written = accessor.group(2), accessor.group(1)
+        elif receiver is None or receiver.start() > 0 and tail[receiver.start() - 1] in ".>:":
             return found  # a member of a member, or a qualified name: its type is not known here
-        name, subscript = receiver.group(1), receiver.group(2)
-        declared = _declared_type(text, name, bool(subscript), self.members)
-        if declared is None:
-            return found
-        written = name + (subscript or "")
+        else:
+            name, subscript = receiver.group(1), receiver.group(2)
+            declared = _declared_type(text, name, bool(subscript), self.members)
+            if declared is None:
+                return found
+            written = name + (subscript or "")
         for access in ("->", "."):
             type_ = self.pointee.get(declared, declared) if access == "->" else declared
             if type_ in self._sorted_members:
