@@ -92,7 +92,9 @@ class Identifiers:
         sorted_names = {t: tuple(sorted(ns)) for t, ns in self.names.items()}  # for prefix search
         object.__setattr__(self, "_sorted", sorted_names)
         object.__setattr__(self, "_sorted_members", {t: tuple(sorted(ns)) for t, ns in self.members.items()})
-        object.__setattr__(self, "_allowed", {})  # allowed()'s and crossing's answers, by the sorted tuples above
+        # allowed()'s and crossing's answers per vocabulary (kept alive with them, so no id is reused),
+        # by the sorted tuples above
+        object.__setattr__(self, "_answers", {})
 
     def __bool__(self) -> bool:
         return any(self.names.values()) or any(self.members.values())
@@ -157,8 +159,8 @@ class Identifiers:
     def _crossing_banned(self, names: Sequence[str], rest: str, tokens: "TokenTable") -> list[int]:
         """The tokens that start with `rest` (a trigger's end) and go on to no name of `names`:
         fixed for (names, rest, vocabulary), so made once."""
-        key = ("crossing", id(names), rest, id(tokens))
-        if key not in self._allowed:
+        answers, key = self._answers_for(tokens), ("crossing", id(names), rest)
+        if key not in answers:
             banned = []
             for token_id, piece in tokens.starting_with(rest):
                 after = piece[len(rest):]
@@ -167,20 +169,27 @@ class Identifiers:
                 complete = at < len(names) and names[at] == head
                 if (head == after and not self._known_prefix(names, head)) or (head != after and not complete):
                     banned.append(token_id)
-            self._remember(key, banned)
-        return self._allowed[key]
+            self._remember(answers, key, banned)
+        return answers[key]
 
-    def _remember(self, key, value) -> None:
-        if len(self._allowed) >= 4096:
-            self._allowed.clear()
-        self._allowed[key] = value
+    def _answers_for(self, tokens: "TokenTable") -> dict:
+        kept = self._answers.get(id(tokens))
+        if kept is None or kept[0] is not tokens:
+            kept = self._answers[id(tokens)] = (tokens, {})
+        return kept[1]
+
+    @staticmethod
+    def _remember(answers: dict, key, value) -> None:
+        if len(answers) >= 4096:
+            answers.clear()
+        answers[key] = value
 
     def allowed(self, names: Sequence[str], written: str, tokens: "TokenTable") -> np.ndarray | None:
         """Token ids that keep the name on course to one of `names` (None: none fits, leave it);
         an id may repeat. Kept per (names, written, vocabulary): a decode meets the same states often."""
-        key = (id(names), written, id(tokens))
-        if key in self._allowed:
-            return self._allowed[key]
+        answers, key = self._answers_for(tokens), (id(names), written)
+        if key in answers:
+            return answers[key]
         rests = [name[len(written):] for name in names if name.startswith(written)]
         parts: list[tuple[int, ...]] = []
         prefixes = set()
@@ -190,7 +199,7 @@ class Identifiers:
         parts += [tokens.tailed.get(rest, ()) for rest in set(rests)]  # the name complete, something else after it
         ids = np.fromiter(itertools.chain.from_iterable(parts), dtype=np.int64)
         found = ids if ids.size else None
-        self._remember(key, found)
+        self._remember(answers, key, found)
         return found
 
     def constrain(self, text: str, scores: np.ndarray, tokens: "TokenTable") -> np.ndarray:
