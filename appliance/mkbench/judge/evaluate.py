@@ -373,9 +373,10 @@ class Judging:
             # Within ±UNSTABLE the interval's lower bound is what fast_p counts; wider, the device was
             # too unsteady to trust the figure at all: blocked until measured again.
             spread = max(figure.speedup_high / figure.speedup - 1.0, 1.0 - figure.speedup_low / figure.speedup)
-            what = "unstable timing" if spread > timing.UNSTABLE else "note: imprecise timing"
+            what, limit = (("unstable timing", timing.UNSTABLE) if spread > timing.UNSTABLE
+                           else ("note: imprecise timing", timing.PRECISION))
             self.flags.append(f"{what}: the speedup's interval {figure.speedup_low:.3f}-{figure.speedup_high:.3f} "
-                              f"is wider than ±{timing.PRECISION:.0%} after {figure.runs} runs ({done.stopped_by})")
+                              f"is wider than ±{limit:.0%} after {figure.runs} runs ({done.stopped_by})")
         floor = self.floor(warmup, iterations) if self.floor is not None else None
         return self.end("correct", "", native_median_ms=figure.native_median_ms, candidate_median_ms=figure.candidate_median_ms,
                         speedup=figure.speedup, speedup_low=figure.speedup_low, speedup_high=figure.speedup_high,
