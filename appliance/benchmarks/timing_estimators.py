@@ -5,10 +5,10 @@
     python appliance/benchmarks/timing_estimators.py analyse runs.json         # offline: no device needed
 
 `record` times native MNN against itself with the judge's own series (judge/series.py: sandwiched
-runs, the twin in the candidate's place) for a fixed number of pairs, and keeps every run's raw
-figures: the guard's median (what the judge uses), and the runner's own time of every timed
-iteration. Both sides are native MNN, so the runner's clock can be read here; for a candidate
-it never is (judge/timing.py).
+runs, the twin in the candidate's place) for a fixed number of pairs, and keeps every run's
+figures: the guard's median (what the judge uses), and percentiles of the runner's own times of
+its timed iterations. Both sides are native MNN, so the runner's clock can be read here; for a
+candidate it never is (judge/timing.py). Recordings made here are in appliance/benchmarks/results/.
 
 `analyse` answers two questions from such a recording:
 - Is the noise a property of processes or of time? For each run, the 10th percentile of its
@@ -77,7 +77,7 @@ def record(path: Path, count: int, pairs: int, names: list[str], seed: int) -> N
             series_module.run_series(session, runs, warmup, iterations, first.result.seconds, 1e9, None,
                                      challenger="twin", min_runs=pairs, max_runs=pairs)
             recorded[task.name] = [{"label": r.label, "guard_ms": r.run_ms, "iterations": r.iterations,
-                                    "times_ms": sorted(r.times_ms)} for r in runs[1:]]
+                                    "quantiles_ms": quantiles(r.times_ms)} for r in runs[1:]]
             print(f"{task.name}: {len(runs) - 1} runs", flush=True)
         except Exception as error:  # noqa: BLE001 - one task's failure is reported, the rest still recorded
             print(f"{task.name}: FAILED {str(error)[:160]}", flush=True)
@@ -88,11 +88,14 @@ def record(path: Path, count: int, pairs: int, names: list[str], seed: int) -> N
     path.write_text(json.dumps({"device": device.serial, "pairs": pairs, "tasks": recorded}))
 
 
+def quantiles(times_ms: list[float]) -> dict[str, float]:
+    """What the analysis reads of a run's iteration times (all of them would be hundreds of MB)."""
+    ordered = sorted(times_ms)
+    return {str(q): ordered[int(len(ordered) * q)] for _, q in PER_RUN if q != "guard"}
+
+
 def per_run(run: dict, which) -> float:
-    if which == "guard":
-        return run["guard_ms"]
-    times = run["times_ms"]
-    return times[int(len(times) * which)]
+    return run["guard_ms"] if which == "guard" else run["quantiles_ms"][str(which)]
 
 
 def median_interval(ratios: list[float]) -> tuple[float, float, float]:
