@@ -32,9 +32,7 @@ import argparse
 import json
 import math
 import random
-import shutil
 import statistics
-import tempfile
 from math import comb
 from pathlib import Path
 
@@ -48,43 +46,22 @@ SLOW_STATE = 1.05  # a run whose 10th percentile is this far above the task's qu
 def record(path: Path, count: int, pairs: int, names: list[str], seed: int) -> None:
     from mkbench import settings as settings_module
     from mkbench.devices import get_device
-    from mkbench.judge import series as series_module
-    from mkbench.judge import sets as evaluation_sets
-    from mkbench.judge.evaluate import TARGET_RUN_MS
-    from mkbench.judge.session import DeviceSession, target_of
-    from mkbench.mnn import build as mnn_build
-    from mkbench.tasks import artifacts as task_artifacts
+    from mkbench.judge import selftest
     from mkbench.tasks.spec import load_suite
 
     settings = settings_module.load()
     device = get_device("host", settings)
     judgeable = [t for t in load_suite(settings.tasks_dir, "paper")[0] if t.status.judgeable]
     tasks = [t for t in judgeable if t.name in names] if names else random.Random(seed).sample(judgeable, count)
-    native = mnn_build.build_native(target_of(device), settings)
     recorded = {}
     for task in tasks:
-        artifacts = task_artifacts.prepare(task, settings)
-        local = Path(tempfile.mkdtemp(prefix="mkbench-estimators-"))
-        session = None
         try:
-            drawn = evaluation_sets.prepare(task, artifacts, local / "sets", evaluation_sets.new_seed())
-            session = DeviceSession(device, native.guard, {"native": native.runner, "twin": native.runner},
-                                    {"native": artifacts.mnn_model, "twin": artifacts.mnn_model}, drawn,
-                                    task_artifacts.run_settings(task, settings.threads), f"estimators-{task.name}", local)
-            runs: list = []
-            first = series_module.native_run(session, runs, 1, drawn.seed, len(drawn.timed), every_set=True)
-            warmup, iterations = series_module.sizing(first, TARGET_RUN_MS)
-            series_module.run_series(session, runs, warmup, iterations, first.result.seconds, 1e9, None,
-                                     challenger="twin", min_runs=pairs, max_runs=pairs)
+            _, runs = selftest.twin_series(task, device, settings, pairs)  # the same series as noise.py's
             recorded[task.name] = [{"label": r.label, "guard_ms": r.run_ms, "iterations": r.iterations,
                                     "quantiles_ms": quantiles(r.times_ms)} for r in runs[1:]]
             print(f"{task.name}: {len(runs) - 1} runs", flush=True)
         except Exception as error:  # noqa: BLE001 - one task's failure is reported, the rest still recorded
             print(f"{task.name}: FAILED {str(error)[:160]}", flush=True)
-        finally:
-            if session is not None:
-                session.close()
-            shutil.rmtree(local, ignore_errors=True)
     path.write_text(json.dumps({"device": device.serial, "pairs": pairs, "tasks": recorded}))
 
 
@@ -128,7 +105,7 @@ def analyse(path: Path) -> None:
     for label, which in PER_RUN:
         for aggregate, summarise in (("geometric mean, t interval (today)", timing.interval),
                                      ("median, order-statistic interval", median_interval)):
-            for pairs in (6, data["pairs"]):
+            for pairs in sorted({6, data["pairs"]}):
                 within = narrow = 0
                 widths = []
                 for runs in tasks.values():

@@ -46,6 +46,19 @@ def measure(task: Task, device: Device, settings: settings_module.Settings, pair
     """Native against its twin on the device for one task (series.py); `pairs` fixes the number
     of twin runs (default: until the interval is precise or the timing budget is spent)."""
     started = time.monotonic()
+    done, _ = twin_series(task, device, settings, pairs)
+    if done.failure or done.figure is None:
+        raise HarnessError(f"selftest: native against itself failed on {task.name}: {done.failure or 'no figure'}")
+    figure = done.figure
+    return NoiseFloor(task.name, device.serial, figure.runs, figure.speedup, min(figure.speedup_low, 1.0),
+                      max(figure.speedup_high, 1.0), figure.native_median_ms, not device.emulated, done.stopped_by,
+                      figure.ratios, time.monotonic() - started)
+
+
+def twin_series(task: Task, device: Device, settings: settings_module.Settings,
+                pairs: int | None = None) -> tuple[series_module.Series, list]:
+    """The series of native against its twin, and every run it took (the first, which sized the
+    series, included); benchmarks/timing_estimators.py reads the runs themselves."""
     artifacts = task_artifacts.prepare(task, settings)
     native = mnn_build.build_native(target_of(device), settings)
     local = Path(tempfile.mkdtemp(prefix="mkbench-selftest-"))
@@ -61,12 +74,7 @@ def measure(task: Task, device: Device, settings: settings_module.Settings, pair
         bounds = {"min_runs": pairs, "max_runs": pairs} if pairs else {}
         done = series_module.run_series(session, runs, warmup, iterations, first.result.seconds, settings.timing_budget,
                                         None, challenger="twin", **bounds)
-        if done.failure or done.figure is None:
-            raise HarnessError(f"selftest: native against itself failed on {task.name}: {done.failure or 'no figure'}")
-        figure = done.figure
-        return NoiseFloor(task.name, device.serial, figure.runs, figure.speedup, min(figure.speedup_low, 1.0),
-                          max(figure.speedup_high, 1.0), figure.native_median_ms, not device.emulated, done.stopped_by,
-                          figure.ratios, time.monotonic() - started)
+        return done, runs
     finally:
         if session is not None:
             session.close()
