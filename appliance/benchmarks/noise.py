@@ -34,7 +34,7 @@ def summary(floors: list) -> None:
     n = len(floors)
     # The series' own interval (a floor's band is widened to hold 1.0, so it cannot show a miss).
     intervals = [timing.interval(list(f.ratios)) for f in floors]
-    spreads = [max(high / centre - 1.0, 1.0 - low / centre) for centre, low, high in intervals]
+    spreads = [timing.spread(*interval) for interval in intervals]
     holds = sum(1 for _, low, high in intervals if low <= 1.0 <= high)
     within = sum(1 for f in floors if abs(f.speedup - 1.0) <= 0.01)
     within3 = sum(1 for f in floors if abs(f.speedup - 1.0) <= 0.03)

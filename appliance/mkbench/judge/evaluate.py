@@ -372,7 +372,7 @@ class Judging:
         if not figure.precise:
             # Within ±UNSTABLE the interval's lower bound is what fast_p counts; wider, the device was
             # too unsteady to trust the figure at all: blocked until measured again.
-            spread = max(figure.speedup_high / figure.speedup - 1.0, 1.0 - figure.speedup_low / figure.speedup)
+            spread = timing.spread(figure.speedup, figure.speedup_low, figure.speedup_high)
             what, limit = (("unstable timing", timing.UNSTABLE) if spread > timing.UNSTABLE
                            else ("note: imprecise timing", timing.PRECISION))
             self.flags.append(f"{what}: the speedup's interval {figure.speedup_low:.3f}-{figure.speedup_high:.3f} "

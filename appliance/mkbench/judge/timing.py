@@ -91,6 +91,11 @@ def interval(ratios: list[float]) -> tuple[float, float, float]:
     return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
 
 
+def spread(speedup: float, low: float, high: float) -> float:
+    """How far an interval reaches from its speedup, as a share of it (the wider side)."""
+    return max(high / speedup - 1.0, 1.0 - low / speedup)
+
+
 def summarise(native_ms_list: list[float], candidate_ms_list: list[float]) -> Timing:
     """The speedup of sandwiched runs: native_ms_list has one more entry than candidate_ms_list
     (native before and after each candidate run)."""
